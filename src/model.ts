@@ -1,0 +1,240 @@
+// Plain data passed between the pipeline stages (SPEC §2–§6). No behaviour lives here:
+// every stage takes these values as arguments and returns new ones, so the core stays pure.
+
+export type Severity = "error" | "warning" | "info";
+
+/** One problem at one line. `file` is relative to /etc/pve ("firewall/107.fw"); line is 1-based
+ *  (0 = the file as a whole). pve-nat's own config file uses its absolute path. */
+export interface Diagnostic {
+  file: string;
+  line: number;
+  severity: Severity;
+  message: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pve/fwfile.ts — one Proxmox firewall file, parsed the way pve-firewall parses it.
+
+export type FwKind = "cluster" | "host" | "guest";
+export type RuleType = "in" | "out" | "forward" | "group";
+
+export interface FwRule {
+  /** Path relative to /etc/pve, e.g. "firewall/107.fw". */
+  file: string;
+  line: number;
+  enabled: boolean;
+  type: RuleType;
+  /** ACCEPT | DROP | REJECT (upper case) for rules; for type "group" the group name (lower case). */
+  action: string;
+  /** Macro name as spelled in pve-firewall's macro table ("SSH"), or null. */
+  macro: string | null;
+  /** -i, e.g. "net0". */
+  iface: string | null;
+  /** -source / -dest exactly as written (trimmed): "10.0.0.1", "+dc/office", "web", "a-b,c". */
+  source: string | null;
+  dest: string | null;
+  /** -p as written, lower-cased ("tcp", "udp", "icmp", "6"). */
+  proto: string | null;
+  /** -dport / -sport as written ("22", "80,443", "1000:2000", "ssh"). */
+  dport: string | null;
+  sport: string | null;
+  icmpType: string | null;
+  log: string | null;
+  /** Text after '#', trimmed; null when the line has no comment. Never reaches iptables. */
+  comment: string | null;
+}
+
+export interface FwAlias {
+  /** As written; lookups use the lower-cased key of FwFile.aliases. */
+  name: string;
+  /** The address as written (IPv4/IPv6, optionally CIDR). */
+  cidr: string;
+  line: number;
+}
+
+export interface FwIpsetEntry {
+  /** Address, CIDR, range, or alias name as written (without the leading '!'). */
+  cidr: string;
+  /** A '!' entry: excluded from the set. */
+  nomatch: boolean;
+  line: number;
+}
+
+export interface FwIpset {
+  name: string;
+  line: number;
+  entries: FwIpsetEntry[];
+}
+
+export interface FwGroup {
+  name: string;
+  line: number;
+  rules: FwRule[];
+}
+
+export interface FwFile {
+  file: string;
+  kind: FwKind;
+  /** [OPTIONS] with lower-cased keys, values as written. */
+  options: Record<string, string>;
+  rules: FwRule[];
+  /** Keyed by lower-cased name. */
+  aliases: Record<string, FwAlias>;
+  /** Keyed by lower-cased name. */
+  ipsets: Record<string, FwIpset>;
+  /** Security groups ([group name], cluster.fw only); keyed by lower-cased name. */
+  groups: Record<string, FwGroup>;
+  diagnostics: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// pve/guestconf.ts — one guest's Proxmox config (current section only, not snapshots).
+
+export type GuestKind = "qemu" | "lxc";
+
+export interface GuestNic {
+  /** N of netN. */
+  index: number;
+  bridge: string | null;
+  /** firewall=1 on the NIC. */
+  firewall: boolean;
+  /** The NIC's configured IPv4 as written: "10.10.10.5/24", "dhcp", "manual", or null (none).
+   *  LXC: `ip=` of netN; qemu: `ip=` of cloud-init ipconfigN. */
+  ip: string | null;
+}
+
+export interface GuestConf {
+  vmid: number;
+  kind: GuestKind;
+  /** Path relative to /etc/pve, e.g. "nodes/pve1/qemu-server/107.conf". */
+  file: string;
+  /** qemu `name`, lxc `hostname`. */
+  name: string | null;
+  nics: GuestNic[];
+  /** `hookscript:` value, e.g. "local:snippets/pve-nat-hook". */
+  hookscript: string | null;
+  diagnostics: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// config/conf.ts — /etc/pve-nat/pve-nat.conf (SPEC §5).
+
+export interface Config {
+  externalInterface: string;
+  /** "auto" or an IPv4 address. */
+  publicAddress: string;
+  allowHostPorts: number[];
+  hairpin: boolean;
+  hostAccess: boolean;
+  ipForward: "enable" | "check" | "ignore";
+  conntrackZoneFix: "auto" | "yes" | "no";
+  iptables: "auto" | "nft" | "legacy";
+  /** null = short hostname, resolved by the shell. */
+  node: string | null;
+  pollIntervalMs: number;
+  driftIntervalMs: number;
+  startGraceMs: number;
+  hookTimeoutMs: number;
+  socket: string;
+  eventsSocket: string;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+}
+
+// ---------------------------------------------------------------------------------------------
+// pve/node.ts (I/O shell) → nat/compile.ts: everything the compiler needs, already read.
+
+export type RunState = "running" | "starting" | "stopped";
+
+export interface NodeInput {
+  node: string;
+  config: Config;
+  /** The resolved public address (config, or the external interface's first IPv4), or null. */
+  publicAddress: string | null;
+  /** Ports the host itself listens on at the public address (plus 22, 8006, 3128 always). */
+  hostPorts: number[];
+  cluster: FwFile | null;
+  host: FwFile | null;
+  /** Local guests only, keyed by vmid. `fw` is null when the guest has no .fw file. */
+  guests: Record<number, { conf: GuestConf; fw: FwFile | null; state: RunState }>;
+  /** Diagnostics from reading (unreadable files, bad pve-nat.conf keys, ...). */
+  diagnostics: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// nat/compile.ts — forwards (what the admin sees) and the typed rules that realise them.
+
+export type Proto = "tcp" | "udp";
+export type ForwardState = "active" | "inactive" | "conflict" | "error";
+
+/** One NAT forward. Serialised to JSON exactly as SPEC §6 shows (see nat/json.ts). */
+export interface Forward {
+  vmid: number | null;
+  /** Guest name (qemu name / lxc hostname); null for node-level forwards. */
+  name: string | null;
+  direction: "in" | "out";
+  proto: Proto | null;
+  public: { address: string | null; ports: string | null };
+  private: { address: string | null; ports: string | null };
+  source: string | null;
+  destination: string | null;
+  /** "firewall/107.fw:4" */
+  origin: string;
+  state: ForwardState;
+  reason: string | null;
+}
+
+/** An owner of a chain pair: a guest (vmid) or the node ("NODE": cluster.fw / host.fw). */
+export type Owner = number | "NODE";
+
+/** Port match or translation in iptables notation, already validated: "22", "80,443", "8000:8010". */
+export type PortSpec = string;
+
+/** One typed iptables rule in a PVENAT- chain. Rendering turns it into one line; every field
+ *  is checked against a strict pattern there, so nothing untyped can reach iptables. */
+export interface NatRule {
+  proto: Proto | null;
+  /** -s / -d: single IPv4 address or CIDR. */
+  source: string | null;
+  destination: string | null;
+  /** --dport (single, "a:b" range, or list for multiport); --sport likewise. */
+  dport: PortSpec | null;
+  sport: PortSpec | null;
+  /** -i / -o interface names. */
+  inInterface: string | null;
+  outInterface: string | null;
+  /** Match only connections that were DNATed (hairpin masquerade). */
+  ctstateDnat: boolean;
+  target:
+    | { kind: "DNAT"; address: string; ports: PortSpec | null }
+    | { kind: "SNAT"; address: string }
+    | { kind: "MASQUERADE" }
+    | { kind: "RETURN" };
+  /** Index into NatPlan.forwards of the forward this rule realises (counters). */
+  forward: number;
+  /** Generated text for `-m comment`: "pve-nat vm107 firewall/107.fw:4". */
+  comment: string;
+}
+
+export interface OwnerChains {
+  owner: Owner;
+  dnat: NatRule[];
+  snat: NatRule[];
+}
+
+export interface NatPlan {
+  node: string;
+  /** In SPEC §2.3 order: host.fw, cluster.fw, guests by VMID, then line. */
+  forwards: Forward[];
+  /** Sorted by file, then line. */
+  diagnostics: Diagnostic[];
+  /** Owners with at least one active forward, NODE first then by vmid. */
+  chains: OwnerChains[];
+  /** Settings the renderer needs for the entry chains. */
+  entry: {
+    externalInterface: string;
+    hairpin: boolean;
+    hostAccess: boolean;
+    /** conntrack_zone_fix resolved: keep `raw PREROUTING -i fwbr+ -j CT --zone 1`. */
+    zoneFix: boolean;
+  };
+}
