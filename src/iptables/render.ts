@@ -1,0 +1,367 @@
+import type { NatPlan, NatRule, Owner } from "../model.js";
+import {
+  compareOwners,
+  ENTRY_CHAINS,
+  isOwnedChain,
+  ownerChain,
+  parseOwnerChain,
+} from "./chains.js";
+import { BUILTIN_JUMPS, type LiveState } from "./save.js";
+
+// NatPlan → `iptables-restore --noflush` text. Lines are written in exactly the form
+// `iptables-save` prints them (checked against iptables 1.8.9, nft and legacy), so drift
+// detection is text equality. Every token is checked against a strict pattern here: a value
+// that fails is a bug in the compiler (which only produces typed values), so we throw.
+
+export interface RestoreRequest {
+  plan: NatPlan;
+  /** Owners whose chains are (re)declared and filled from the plan. Owners not in plan.chains are removed. */
+  owners: Owner[];
+  /** Rewrite the entry chains (and PVENAT-RAW) in full, and fix missing/duplicate builtin jumps per `live`.
+   *  The entry chains are also rewritten without it whenever the payload would otherwise leave
+   *  them out of step with the owner chains (a chain deleted or added). */
+  entry: boolean;
+  /** Live state, to find stale owned chains (deleted in the same payload) and builtin jumps to (re)insert. */
+  live: LiveState;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token whitelist
+
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const IPV4 = `${OCTET}(?:\\.${OCTET}){3}`;
+const PORT =
+  "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)";
+const PREFIX = "(?:3[0-2]|[12]?[0-9])";
+
+export const TOKEN = {
+  ipv4: new RegExp(`^${IPV4}$`),
+  cidr: new RegExp(`^${IPV4}/${PREFIX}$`),
+  /** iptables port match: "22", "8000:8010", "80,443,8000:8010". */
+  ports: new RegExp(`^${PORT}(?::${PORT})?(?:,${PORT}(?::${PORT})?)*$`),
+  /** DNAT port translation: "22" or a shifted range "9000-9010/8000". */
+  toPorts: new RegExp(`^${PORT}(?:-${PORT}/${PORT})?$`),
+  iface: /^[A-Za-z0-9_.+-]{1,15}$/,
+  chain: /^PVENAT-[A-Z0-9-]{1,21}$/,
+  comment: /^pve-nat (?:vm[1-9][0-9]{0,8}|node) [A-Za-z0-9._/-]{1,120}:[1-9][0-9]{0,6}$/,
+} as const;
+
+/** Every line renderRestore/renderFlush can produce matches one of these (tests check it). */
+export const LINE_PATTERNS: readonly RegExp[] = [
+  /^\*(nat|raw)$/,
+  /^COMMIT$/,
+  /^:PVENAT-[A-Z0-9-]{1,21} - \[0:0\]$/,
+  /^-X PVENAT-[A-Z0-9-]{1,21}$/,
+  /^-[ID] (PREROUTING|OUTPUT|POSTROUTING)( 1)? -j PVENAT-(PREROUTING|OUTPUT|POSTROUTING|RAW)$/,
+  /^-A PVENAT-RAW -i fwbr\+ -j CT --zone 1$/,
+  /^-A PVENAT-(PREROUTING|OUTPUT|POSTROUTING)( -i [A-Za-z0-9_.+-]{1,15})? -j PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)$/,
+  new RegExp(
+    "^-A PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)" +
+      `( -s ${IPV4}/${PREFIX})?( -d ${IPV4}/${PREFIX})?` +
+      "( -i [A-Za-z0-9_.+-]{1,15})?( -o [A-Za-z0-9_.+-]{1,15})?" +
+      "( -p (tcp|udp))?" +
+      "(( -m (tcp|udp) --sport [0-9:]+)?( -m (tcp|udp) --dport [0-9:]+)?" +
+      "|( -m (tcp|udp) --sport [0-9:]+ --dport [0-9:]+)" +
+      "|( -m multiport --sports [0-9:,]+)?( -m multiport --dports [0-9:,]+)?" +
+      "|( -m (tcp|udp) --sport [0-9:]+)( -m multiport --dports [0-9:,]+)" +
+      "|( -m multiport --sports [0-9:,]+)( -m (tcp|udp) --dport [0-9:]+))" +
+      "( -m conntrack --ctstate DNAT)?" +
+      ' -m comment --comment "pve-nat (vm[0-9]+|node) [A-Za-z0-9._/-]+:[0-9]+"' +
+      ` -j (DNAT --to-destination ${IPV4}(:[0-9]+(-[0-9]+/[0-9]+)?)?|SNAT --to-source ${IPV4}|MASQUERADE|RETURN)$`,
+  ),
+];
+
+function check(kind: keyof typeof TOKEN, value: string): string {
+  if (!TOKEN[kind].test(value)) throw new Error(`render: invalid ${kind} ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** -s/-d as iptables-save prints them: always with a prefix, host bits zero. */
+function addressMatch(value: string): string {
+  const cidr = value.includes("/") ? check("cidr", value) : `${check("ipv4", value)}/32`;
+  const [addr, len] = cidr.split("/") as [string, string];
+  const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+  const bits = Number(len);
+  const host = bits === 32 ? 0 : n % 2 ** (32 - bits);
+  if (host !== 0) throw new Error(`render: ${cidr} has host bits set`);
+  return cidr;
+}
+
+interface PortSpecInfo {
+  text: string;
+  multi: boolean;
+}
+
+/** Validates a port match and says whether it needs `-m multiport` (a list). */
+function portMatch(value: string): PortSpecInfo {
+  check("ports", value);
+  let slots = 0;
+  for (const part of value.split(",")) {
+    const [a, b] = part.split(":");
+    if (b !== undefined && Number(a) >= Number(b))
+      throw new Error(`render: bad port range ${part}`);
+    slots += b === undefined ? 1 : 2;
+  }
+  const multi = value.includes(",");
+  if (multi && slots > 15) throw new Error(`render: more than 15 ports in ${value}`);
+  return { text: value, multi };
+}
+
+function toPorts(value: string): string {
+  check("toPorts", value);
+  const m = /^(\d+)-(\d+)\/(\d+)$/.exec(value);
+  if (m && Number(m[1]) >= Number(m[2])) throw new Error(`render: bad port range ${value}`);
+  return value;
+}
+
+function chainName(value: string): string {
+  if (!check("chain", value) || !isOwnedChain(value))
+    throw new Error(`render: not an owned chain ${value}`);
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+/** Rendered rule line (as iptables-save prints it) for one NatRule. */
+export function ruleLine(chain: string, rule: NatRule): string {
+  const parts = [`-A ${chainName(chain)}`];
+  if (rule.source !== null) parts.push(`-s ${addressMatch(rule.source)}`);
+  if (rule.destination !== null) parts.push(`-d ${addressMatch(rule.destination)}`);
+  if (rule.inInterface !== null) parts.push(`-i ${check("iface", rule.inInterface)}`);
+  if (rule.outInterface !== null) parts.push(`-o ${check("iface", rule.outInterface)}`);
+  if (rule.proto !== null) {
+    if (rule.proto !== "tcp" && rule.proto !== "udp")
+      throw new Error(`render: bad proto ${String(rule.proto)}`);
+    parts.push(`-p ${rule.proto}`);
+  } else if (rule.dport !== null || rule.sport !== null) {
+    throw new Error("render: ports without a protocol");
+  }
+  const sport = rule.sport === null ? null : portMatch(rule.sport);
+  const dport = rule.dport === null ? null : portMatch(rule.dport);
+  if (sport && dport && !sport.multi && !dport.multi) {
+    parts.push(`-m ${rule.proto} --sport ${sport.text} --dport ${dport.text}`);
+  } else {
+    if (sport)
+      parts.push(
+        sport.multi
+          ? `-m multiport --sports ${sport.text}`
+          : `-m ${rule.proto} --sport ${sport.text}`,
+      );
+    if (dport)
+      parts.push(
+        dport.multi
+          ? `-m multiport --dports ${dport.text}`
+          : `-m ${rule.proto} --dport ${dport.text}`,
+      );
+  }
+  if (rule.ctstateDnat) parts.push("-m conntrack --ctstate DNAT");
+  parts.push(`-m comment --comment "${check("comment", rule.comment)}"`);
+  const t = rule.target;
+  switch (t.kind) {
+    case "DNAT":
+      parts.push(
+        `-j DNAT --to-destination ${check("ipv4", t.address)}${t.ports === null ? "" : `:${toPorts(t.ports)}`}`,
+      );
+      break;
+    case "SNAT":
+      parts.push(`-j SNAT --to-source ${check("ipv4", t.address)}`);
+      break;
+    case "MASQUERADE":
+      parts.push("-j MASQUERADE");
+      break;
+    case "RETURN":
+      parts.push("-j RETURN");
+      break;
+    default:
+      throw new Error(`render: bad target ${JSON.stringify(t)}`);
+  }
+  return parts.join(" ");
+}
+
+/** Every owner chain the plan wants, with its lines, in plan order (NODE first, DNAT before SNAT). */
+export function plannedChains(plan: NatPlan): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const owners = [...plan.chains].sort((a, b) => compareOwners(a.owner, b.owner));
+  for (const oc of owners) {
+    for (const [kind, rules] of [
+      ["DNAT", oc.dnat],
+      ["SNAT", oc.snat],
+    ] as const) {
+      if (rules.length === 0) continue;
+      const name = ownerChain(oc.owner, kind);
+      out.set(
+        name,
+        rules.map((r) => ruleLine(name, r)),
+      );
+    }
+  }
+  return out;
+}
+
+/** The entry chains' lines, jumping only to owner chains in `exists` (plan order kept). */
+function entryChains(
+  plan: NatPlan,
+  chains: Iterable<string>,
+  exists: (c: string) => boolean,
+): Map<string, string[]> {
+  const e = plan.entry;
+  const pre: string[] = [];
+  const out: string[] = [];
+  const post: string[] = [];
+  const inIface = e.hairpin ? "" : ` -i ${check("iface", e.externalInterface)}`;
+  for (const name of chains) {
+    if (!exists(name)) continue;
+    const kind = parseOwnerChain(name)?.kind;
+    if (kind === "DNAT") {
+      pre.push(`-A ${ENTRY_CHAINS.prerouting}${inIface} -j ${name}`);
+      if (e.hostAccess) out.push(`-A ${ENTRY_CHAINS.output} -j ${name}`);
+    } else if (kind === "SNAT") {
+      post.push(`-A ${ENTRY_CHAINS.postrouting} -j ${name}`);
+    }
+  }
+  // Guest SNAT rules before the node's: a node-wide masquerade of a whole network must not
+  // shadow a guest's own SNAT address. (DNAT order does not matter: claims never overlap.)
+  const nodeFirst = post.findIndex((l) => l.endsWith("-j PVENAT-NODE-SNAT"));
+  if (nodeFirst >= 0) post.push(...post.splice(nodeFirst, 1));
+  return new Map([
+    [ENTRY_CHAINS.prerouting, pre],
+    [ENTRY_CHAINS.output, out],
+    [ENTRY_CHAINS.postrouting, post],
+  ]);
+}
+
+function rawChain(plan: NatPlan): string[] {
+  return plan.entry.zoneFix ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`] : [];
+}
+
+function sameLines(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((l, i) => l === b[i]);
+}
+
+/** Lines that make the builtin jumps for `table` exactly one each, at the top when inserted. */
+function jumpFixes(table: "nat" | "raw", live: LiveState): string[] {
+  const lines: string[] = [];
+  for (const j of BUILTIN_JUMPS) {
+    if (j.table !== table) continue;
+    const count =
+      live.jumps.find((l) => l.table === table && l.chain === j.chain && l.target === j.target)
+        ?.count ?? 0;
+    if (count === 1) continue;
+    for (let i = 0; i < count; i++) lines.push(`-D ${j.chain} -j ${j.target}`);
+    lines.push(`-I ${j.chain} 1 -j ${j.target}`);
+  }
+  return lines;
+}
+
+function jumpsOk(table: "nat" | "raw", live: LiveState): boolean {
+  return jumpFixes(table, live).length === 0;
+}
+
+function declare(name: string): string {
+  return `:${chainName(name)} - [0:0]`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads
+
+/** One atomic payload; "" when nothing needs to change. */
+export function renderRestore(req: RestoreRequest): string {
+  const { plan, live } = req;
+  const planned = plannedChains(plan);
+  const touched = new Set<Owner>(req.owners);
+
+  const declared: string[] = [];
+  for (const name of planned.keys()) {
+    const owner = parseOwnerChain(name)?.owner;
+    if (owner !== undefined && touched.has(owner)) declared.push(name);
+  }
+  // Stale: any live owner chain the plan no longer has, whoever asked (kube-proxy style).
+  const stale = [...live.chains.keys()].filter(
+    (c) => parseOwnerChain(c) !== null && !planned.has(c),
+  );
+  const declaredSet = new Set(declared);
+  const exists = (c: string) => declaredSet.has(c) || live.chains.has(c);
+  const entries = entryChains(plan, planned.keys(), exists);
+
+  const natEntry =
+    req.entry ||
+    stale.length > 0 ||
+    [...entries].some(([name, lines]) => !sameLines(lines, live.chains.get(name))) ||
+    !jumpsOk("nat", live);
+  const raw = rawChain(plan);
+  const rawEntry =
+    req.entry || !sameLines(raw, live.chains.get(ENTRY_CHAINS.raw)) || !jumpsOk("raw", live);
+
+  const out: string[] = [];
+  if (natEntry || declared.length > 0) {
+    const ordered = [...declared, ...stale].sort(compareChains);
+    out.push("*nat");
+    if (natEntry) for (const name of entries.keys()) out.push(declare(name));
+    for (const name of ordered) out.push(declare(name));
+    for (const name of declared) out.push(...(planned.get(name) ?? []));
+    if (natEntry) {
+      for (const lines of entries.values()) out.push(...lines);
+      out.push(...jumpFixes("nat", live));
+    }
+    for (const name of stale.sort(compareChains)) out.push(`-X ${chainName(name)}`);
+    out.push("COMMIT");
+  }
+  if (rawEntry) {
+    out.push("*raw", declare(ENTRY_CHAINS.raw), ...raw, ...jumpFixes("raw", live), "COMMIT");
+  }
+  return out.length === 0 ? "" : `${out.join("\n")}\n`;
+}
+
+/** Removes every owned chain and builtin jump, nothing else; "" when nothing is live. */
+export function renderFlush(live: LiveState): string {
+  const out: string[] = [];
+  for (const table of ["nat", "raw"] as const) {
+    const chains = [...live.chains.keys()]
+      .filter((c) => (c === ENTRY_CHAINS.raw) === (table === "raw") && isOwnedChain(c))
+      .sort(compareChains);
+    const jumps: string[] = [];
+    for (const j of live.jumps) {
+      if (j.table !== table) continue;
+      for (let i = 0; i < j.count; i++) jumps.push(`-D ${j.chain} -j ${chainName(j.target)}`);
+    }
+    if (chains.length === 0 && jumps.length === 0) continue;
+    out.push(
+      `*${table}`,
+      ...jumps,
+      ...chains.map(declare),
+      ...chains.map((c) => `-X ${chainName(c)}`),
+      "COMMIT",
+    );
+  }
+  return out.length === 0 ? "" : `${out.join("\n")}\n`;
+}
+
+/** Owners whose live chains differ from the plan, owners live but not planned, and whether entry chains/jumps drifted. */
+export function diffLive(plan: NatPlan, live: LiveState): { owners: Owner[]; entry: boolean } {
+  const planned = plannedChains(plan);
+  const owners = new Set<Owner>();
+  for (const [name, lines] of planned) {
+    if (!sameLines(lines, live.chains.get(name))) owners.add(parseOwnerChain(name)?.owner as Owner);
+  }
+  for (const name of live.chains.keys()) {
+    const parsed = parseOwnerChain(name);
+    if (parsed && !planned.has(name)) owners.add(parsed.owner);
+  }
+  const entries = entryChains(plan, planned.keys(), () => true);
+  const entry =
+    [...entries].some(([name, lines]) => !sameLines(lines, live.chains.get(name))) ||
+    !sameLines(rawChain(plan), live.chains.get(ENTRY_CHAINS.raw)) ||
+    !jumpsOk("nat", live) ||
+    !jumpsOk("raw", live);
+  return { owners: [...owners].sort(compareOwners), entry };
+}
+
+/** Entry chains first, then owner chains NODE first then by vmid, DNAT before SNAT. */
+function compareChains(a: string, b: string): number {
+  const pa = parseOwnerChain(a);
+  const pb = parseOwnerChain(b);
+  if (!pa || !pb) return pa ? 1 : pb ? -1 : a < b ? -1 : a > b ? 1 : 0;
+  return compareOwners(pa.owner, pb.owner) || (pa.kind < pb.kind ? -1 : pa.kind > pb.kind ? 1 : 0);
+}

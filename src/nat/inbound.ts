@@ -1,0 +1,113 @@
+import { formatPorts, type PortRange } from "../pve/ports.js";
+import { toCidrs } from "./ipv4.js";
+import { chunks, mapPorts, ports } from "./portmap.js";
+import { guestAddress, networkFor, resolveOptional } from "./resolve.js";
+import { type BuildInput, type Built, isErr } from "./types.js";
+
+// IN NAT rule → DNAT (SPEC §2.2): public address + proto + public port(s), from -source if
+// given, → guest address + private port(s); with hairpin, masquerade of hairpinned connections.
+
+export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: BuildInput): Built {
+  const dest = resolveOptional(eff.dest, ctx.scope);
+  const source = resolveOptional(eff.source, ctx.scope);
+  if (dest === "ipv6" || source === "ipv6") return "ipv6";
+  if (isErr(dest)) return dest;
+  if (isErr(source)) return source;
+  if (proto === null) return { error: "a NAT IN rule needs -p tcp or -p udp (or a macro)" };
+  if (nat.form === "invalid") return { error: nat.message };
+
+  const dport = ports(eff.dport, "-dport");
+  const sport = ports(eff.sport, "-sport");
+  if (isErr(dport)) return dport;
+  if (isErr(sport)) return sport;
+  let pub: PortRange[] | null;
+  let priv: PortRange[] | null;
+  let clientPorts: PortRange[] | null = null;
+  if (nat.form === "explicit") {
+    pub = nat.ports ?? dport;
+    priv = dport ?? pub;
+    clientPorts = sport;
+  } else {
+    pub = sport ?? dport;
+    priv = dport ?? sport;
+  }
+  if (pub === null || priv === null) {
+    return {
+      error: "a NAT IN rule needs a port: -dport (private) and -sport or NAT:<port> (public)",
+    };
+  }
+  c.forward.public.ports = formatPorts(pub);
+  c.forward.private.ports = formatPorts(priv);
+  const publicAddress = (nat.form === "explicit" ? nat.address : null) ?? ctx.publicAddress;
+  c.forward.public.address = publicAddress;
+
+  let target: string;
+  if (dest?.single) {
+    target = dest.single;
+  } else if (ctx.guest === null) {
+    return {
+      error: "a node-level NAT IN rule (cluster.fw, host.fw) needs -dest naming one IPv4 address",
+    };
+  } else {
+    const a = guestAddress(ctx.guest.conf, rule.iface ?? ctx.groupIface, "-dest");
+    if ("error" in a) return a;
+    target = a.address;
+  }
+  c.forward.private.address = target;
+  const mapped = mapPorts(pub, priv);
+  if (isErr(mapped)) return mapped;
+  if (publicAddress === null) {
+    return {
+      error:
+        "no public address: set public_address in pve-nat.conf or name it in the comment (NAT:<address>:<port>)",
+    };
+  }
+  c.claim = { address: publicAddress, proto, ports: pub };
+
+  const sources = source === null ? [null] : toCidrs(source.set);
+  const sportMatch = clientPorts === null ? null : formatPorts(clientPorts);
+  for (const s of sources) {
+    for (const chunk of chunks(pub)) {
+      c.dnat.push({
+        proto,
+        source: s,
+        destination: publicAddress,
+        dport: chunk,
+        sport: sportMatch,
+        inInterface: null,
+        outInterface: null,
+        ctstateDnat: false,
+        target: { kind: "DNAT", address: target, ports: mapped.to },
+        comment,
+      });
+    }
+  }
+  if (ctx.config.hairpin) {
+    const nics = ctx.guest ? ctx.guest.conf.nics : ctx.localNics;
+    let network = networkFor(target, nics);
+    if (network === null) {
+      // No NIC config says which network the target is on; /24 is the common case.
+      network = `${target.split(".").slice(0, 3).join(".")}.0/24`;
+      note(
+        "info",
+        `hairpin: no guest NIC with a static address holds ${target}; hairpinned connections from ${network} are masqueraded`,
+      );
+    }
+    const privPorts = mapped.to === null ? pub : priv;
+    for (const chunk of chunks(privPorts)) {
+      c.snat.push({
+        proto,
+        source: network,
+        destination: target,
+        dport: chunk,
+        sport: null,
+        inInterface: null,
+        outInterface: null,
+        ctstateDnat: true,
+        target: { kind: "MASQUERADE" },
+        comment,
+      });
+    }
+  }
+  return "ok";
+}

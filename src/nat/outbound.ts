@@ -1,0 +1,71 @@
+import { formatPorts } from "../pve/ports.js";
+import { type IpSet, ipToInt, toCidrs } from "./ipv4.js";
+import { chunks, ports } from "./portmap.js";
+import { guestAddress, resolveOptional } from "./resolve.js";
+import { type BuildInput, type Built, isErr } from "./types.js";
+
+// OUT NAT rule → SNAT/MASQUERADE (SPEC §2.2): traffic from the guest (-source, default its
+// address) to -dest (default anywhere) leaving via external_interface.
+
+export function buildSnat({ c, rule, eff, proto, nat, ctx, comment }: BuildInput): Built {
+  const source = resolveOptional(eff.source, ctx.scope);
+  const dest = resolveOptional(eff.dest, ctx.scope);
+  if (dest === "ipv6" || source === "ipv6") return "ipv6";
+  if (isErr(dest)) return dest;
+  if (isErr(source)) return source;
+  const dport = ports(eff.dport, "-dport");
+  const sport = ports(eff.sport, "-sport");
+  if (isErr(dport)) return dport;
+  if (isErr(sport)) return sport;
+  if (proto === null && (dport !== null || sport !== null))
+    return { error: "ports need -p tcp or -p udp" };
+  c.forward.private.ports = dport === null ? null : formatPorts(dport);
+  if (nat.form === "explicit" && nat.ports !== null) {
+    return { error: "a NAT OUT rule names only the SNAT address (NAT:<address>), not ports" };
+  }
+
+  let from: IpSet;
+  if (source !== null) {
+    from = source.set;
+    const cidrs = toCidrs(source.set);
+    c.forward.private.address = source.single ?? (cidrs.length === 1 ? (cidrs[0] as string) : null);
+  } else if (ctx.guest === null) {
+    return { error: "a node-level NAT OUT rule (cluster.fw, host.fw) needs -source" };
+  } else {
+    const a = guestAddress(ctx.guest.conf, rule.iface ?? ctx.groupIface, "-source");
+    if ("error" in a) return a;
+    c.forward.private.address = a.address;
+    from = singleSet(a.address);
+  }
+
+  const configured = ctx.config.publicAddress !== "auto" ? ctx.config.publicAddress : null;
+  const snatAddress = (nat.form === "explicit" ? nat.address : null) ?? configured;
+  c.forward.public.address = snatAddress;
+  const dests = dest === null ? [null] : toCidrs(dest.set);
+  const sportMatch = sport === null ? null : formatPorts(sport);
+  for (const s of toCidrs(from)) {
+    for (const d of dests) {
+      for (const chunk of chunks(dport)) {
+        c.snat.push({
+          proto,
+          source: s,
+          destination: d,
+          dport: chunk,
+          sport: sportMatch,
+          inInterface: null,
+          outInterface: ctx.config.externalInterface,
+          ctstateDnat: false,
+          target:
+            snatAddress === null ? { kind: "MASQUERADE" } : { kind: "SNAT", address: snatAddress },
+          comment,
+        });
+      }
+    }
+  }
+  return "ok";
+}
+
+function singleSet(address: string): IpSet {
+  const n = ipToInt(address);
+  return [{ lo: n, hi: n }];
+}

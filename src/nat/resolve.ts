@@ -1,0 +1,198 @@
+import type { FwFile, GuestConf, GuestNic } from "../model.js";
+import { isIPv4, netIp, parseAddressRef } from "../pve/address.js";
+import { type IpSet, ipToInt, networkOf, singleAddress, subtract, union } from "./ipv4.js";
+
+// Address references of a NAT rule → exact IPv4 sets, and the guest's own address from its
+// config. Lookups follow pve-firewall: a guest's aliases/ipsets first, then the cluster's;
+// `dc/` and `guest/` pick one; rules of security groups see only the cluster's.
+
+export interface AddrScope {
+  guest: FwFile | null;
+  cluster: FwFile | null;
+}
+
+export type Resolved =
+  | { kind: "v4"; set: IpSet; single: string | null }
+  | { kind: "v6" }
+  | { kind: "error"; message: string };
+
+type Block =
+  | { kind: "v4"; set: IpSet; size: number }
+  | { kind: "v6" }
+  | { kind: "error"; message: string };
+
+function block(text: string): Block {
+  const ip = netIp(text);
+  if (!ip) return { kind: "error", message: `invalid address '${text}'` };
+  if (ip.family === 6) return { kind: "v6" };
+  const lo = Number(ip.first);
+  const hi = Number(ip.last);
+  return { kind: "v4", set: [{ lo, hi }], size: hi - lo + 1 };
+}
+
+function lookup<T>(
+  scope: AddrScope,
+  which: "dc" | "guest" | null,
+  get: (fw: FwFile) => T | undefined,
+): T | undefined {
+  const guest = scope.guest && which !== "dc" ? get(scope.guest) : undefined;
+  if (guest !== undefined || which === "guest") return guest;
+  return scope.cluster ? get(scope.cluster) : undefined;
+}
+
+function resolveAlias(name: string, which: "dc" | "guest" | null, scope: AddrScope): Block {
+  const alias = lookup(scope, which, (fw) => fw.aliases[name]);
+  if (!alias)
+    return { kind: "error", message: `undefined alias '${which ? `${which}/` : ""}${name}'` };
+  return block(alias.cidr);
+}
+
+function resolveIpset(
+  name: string,
+  which: "dc" | "guest" | "sdn" | null,
+  scope: AddrScope,
+): Resolved {
+  const label = `+${which ? `${which}/` : ""}${name}`;
+  if (which === "sdn")
+    return { kind: "error", message: `SDN ipset '${label}' is not supported in NAT rules` };
+  let owner: "guest" | "cluster" = "guest";
+  let ipset = which === "dc" ? undefined : scope.guest?.ipsets[name];
+  if (!ipset && which !== "guest") {
+    ipset = scope.cluster?.ipsets[name];
+    owner = "cluster";
+  }
+  if (!ipset) return { kind: "error", message: `undefined ipset '${label}'` };
+  // Aliases inside a cluster ipset are the cluster's.
+  const inner: AddrScope = owner === "cluster" ? { guest: null, cluster: scope.cluster } : scope;
+  const entries: Array<{ set: IpSet; size: number; nomatch: boolean }> = [];
+  let v6 = false;
+  for (const e of ipset.entries) {
+    const ref = parseAddressRef(e.cidr);
+    let b: Block;
+    if ("error" in ref) b = { kind: "error", message: ref.error };
+    else if (ref.kind === "alias") b = resolveAlias(ref.name, ref.scope, inner);
+    else if (ref.kind === "list" && ref.items.length === 1) b = block(e.cidr);
+    else b = { kind: "error", message: `invalid ipset entry '${e.cidr}'` };
+    if (b.kind === "error")
+      return { kind: "error", message: `ipset '${label}' line ${e.line}: ${b.message}` };
+    if (b.kind === "v6") {
+      v6 = true;
+      continue;
+    }
+    entries.push({ set: b.set, size: b.size, nomatch: e.nomatch });
+  }
+  // ipset hash:net semantics: the most specific entry decides, so apply widest first.
+  entries.sort((a, b) => b.size - a.size);
+  let set: IpSet = [];
+  for (const e of entries) set = e.nomatch ? subtract(set, e.set) : union(set, e.set);
+  if (set.length === 0) {
+    if (v6) return { kind: "v6" };
+    return { kind: "error", message: `ipset '${label}' has no IPv4 address (it matches nothing)` };
+  }
+  return { kind: "v4", set, single: null };
+}
+
+export function resolveAddress(text: string, scope: AddrScope): Resolved {
+  const ref = parseAddressRef(text);
+  if ("error" in ref) return { kind: "error", message: ref.error };
+  if (ref.kind === "ipset") return resolveIpset(ref.name, ref.scope, scope);
+  let blocks: Block[];
+  if (ref.kind === "alias") blocks = [resolveAlias(ref.name, ref.scope, scope)];
+  else blocks = ref.items.map((i) => block(i.text));
+  let set: IpSet = [];
+  for (const b of blocks) {
+    if (b.kind !== "v4") return b;
+    set = union(set, b.set);
+  }
+  return { kind: "v4", set, single: singleAddress(set) };
+}
+
+/** An optional -source/-dest: null when absent, "ipv6" when it names IPv6 (unsupported). */
+export function resolveOptional(
+  text: string | null,
+  scope: AddrScope,
+): { set: IpSet; single: string | null } | null | "ipv6" | { error: string } {
+  if (text === null) return null;
+  const r = resolveAddress(text, scope);
+  if (r.kind === "v6") return "ipv6";
+  if (r.kind === "error") return { error: r.message };
+  return { set: r.set, single: r.single };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The guest's configured address
+
+export interface GuestAddress {
+  address: string;
+  /** "10.10.10.0/24" when the config gives a prefix. */
+  network: string | null;
+}
+
+const STATIC = /^([0-9.]+)(?:\/([0-9]{1,2}))?$/;
+
+function staticAddress(nic: GuestNic): GuestAddress | null {
+  const m = nic.ip === null ? null : STATIC.exec(nic.ip);
+  if (!m || !isIPv4(m[1] as string)) return null;
+  const prefix = m[2] === undefined ? null : Number(m[2]);
+  if (prefix !== null && prefix > 32) return null;
+  return {
+    address: m[1] as string,
+    network: prefix === null ? null : networkOf(m[1] as string, prefix),
+  };
+}
+
+function setting(conf: GuestConf, n: number): string {
+  return conf.kind === "lxc" ? `net${n}: …,ip=10.10.10.x/24` : `ipconfig${n}: ip=10.10.10.x/24`;
+}
+
+/** The address on the NIC named by `iface` (-i netN), or on the only NIC with a static IPv4. */
+export function guestAddress(
+  conf: GuestConf,
+  iface: string | null,
+  option: "-dest" | "-source",
+): GuestAddress | { error: string } {
+  const hint = `or name the guest address with ${option}`;
+  if (iface !== null) {
+    const m = /^net([0-9]+)$/.exec(iface);
+    const nic = m ? conf.nics.find((n) => n.index === Number(m[1])) : undefined;
+    if (!nic)
+      return { error: `guest ${conf.vmid} has no NIC ${iface}: name an existing netN ${hint}` };
+    const addr = staticAddress(nic);
+    if (addr) return addr;
+    const what = nic.ip === null ? "no IPv4 address" : `ip=${nic.ip}`;
+    return {
+      error: `${iface} of guest ${conf.vmid} has ${what}: set a static one (${setting(conf, nic.index)}) ${hint}`,
+    };
+  }
+  const found = conf.nics.flatMap((n) => {
+    const a = staticAddress(n);
+    return a ? [{ n, a }] : [];
+  });
+  const only = found.length === 1 ? found[0] : undefined;
+  if (only) return only.a;
+  if (found.length > 1) {
+    const names = found.map((f) => `net${f.n.index}`).join(", ");
+    return {
+      error: `guest ${conf.vmid} has several IPv4 addresses (${names}): pick the NIC with -i netN ${hint}`,
+    };
+  }
+  const first = conf.nics[0]?.index ?? 0;
+  const dhcp = conf.nics.find((n) => n.ip !== null);
+  const what = dhcp ? ` (net${dhcp.index} has ip=${dhcp.ip})` : "";
+  return {
+    error: `guest ${conf.vmid} has no static IPv4 address${what}: set one (${setting(conf, first)}) ${hint}`,
+  };
+}
+
+/** The configured network (of any of `nics`) that holds `address`, for hairpin masquerading. */
+export function networkFor(address: string, nics: readonly GuestNic[]): string | null {
+  const ip = ipToInt(address);
+  for (const nic of nics) {
+    const a = staticAddress(nic);
+    if (!a?.network) continue;
+    const [net, len] = a.network.split("/") as [string, string];
+    const size = 2 ** (32 - Number(len));
+    if (ip >= ipToInt(net) && ip < ipToInt(net) + size) return a.network;
+  }
+  return null;
+}

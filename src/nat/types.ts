@@ -1,0 +1,80 @@
+import type {
+  Config,
+  Diagnostic,
+  Forward,
+  FwRule,
+  GuestConf,
+  GuestNic,
+  NatRule,
+  Owner,
+  Proto,
+  RunState,
+} from "../model.js";
+import type { PortRange } from "../pve/ports.js";
+import type { AddrScope } from "./resolve.js";
+import type { NatComment } from "./trigger.js";
+
+// Values passed between the steps of expanding one rule (expand.ts → inbound.ts/outbound.ts).
+
+export type RuleDraft = Omit<NatRule, "forward">;
+
+export interface Candidate {
+  forward: Forward;
+  owner: Owner;
+  /** Sort key: SPEC §2.3 order (host.fw, cluster.fw, guests by vmid, then line). */
+  key: number[];
+  dnat: RuleDraft[];
+  snat: RuleDraft[];
+  /** Public address + proto + ports an IN forward captures (conflicts, protected ports). */
+  claim: { address: string; proto: Proto; ports: PortRange[] } | null;
+  /** The guest is running or starting (node-level forwards always are). */
+  running: boolean;
+  /** RuleContext.via, for diagnostics made later (conflicts). */
+  via: string | null;
+}
+
+export interface RuleContext {
+  owner: Owner;
+  guest: { conf: GuestConf; firewall: boolean; state: RunState } | null;
+  scope: AddrScope;
+  /** -i of the GROUP line that brought this rule in, used when the rule has none. */
+  groupIface: string | null;
+  key: number[];
+  config: Config;
+  publicAddress: string | null;
+  /** Every local guest NIC, to find the network of a node-level forward's target (hairpin). */
+  localNics: readonly GuestNic[];
+  /** For a security group's rule: which owner it was applied to and where, appended to
+   *  diagnostics at the group's line ("vm 108 via GROUP webfarm at firewall/108.fw:7"). */
+  via: string | null;
+}
+
+export interface Effective {
+  proto: string | null;
+  dport: string | null;
+  sport: string | null;
+  source: string | null;
+  dest: string | null;
+}
+
+export type Built = "ok" | "ipv6" | { error: string };
+
+export type Note = (severity: Diagnostic["severity"], message: string) => void;
+
+/** One macro entry of one NAT rule, ready to become a forward. */
+export interface BuildInput {
+  /** The forward being built; its fields are filled in as they become known. */
+  c: Candidate;
+  rule: FwRule;
+  eff: Effective;
+  proto: Proto | null;
+  nat: NatComment;
+  ctx: RuleContext;
+  note: Note;
+  /** The generated iptables comment for every rule of this forward. */
+  comment: string;
+}
+
+export function isErr<T>(v: T | { error: string }): v is { error: string } {
+  return typeof v === "object" && v !== null && "error" in v;
+}
