@@ -1,0 +1,101 @@
+// The only module that runs iptables. Everything pve-nat writes goes through one
+// `iptables-restore --noflush` per change (atomic per table); reads are `iptables-save`.
+
+import { execa } from "execa";
+import { CommandError } from "../errors.js";
+import type { Config } from "../model.js";
+
+export type Backend = "nft" | "legacy";
+
+export interface Runner {
+  backend: Backend;
+  /** Why auto mode picked the backend Debian's alternatives do not select; else undefined. */
+  warning?: string | undefined;
+  restore(payload: string): Promise<void>;
+  save(table: "nat" | "raw", counters?: boolean): Promise<string>;
+}
+
+/** Seconds to wait for the xtables lock (pve-firewall holds it briefly every few seconds). */
+const LOCK_WAIT_S = "10";
+/** A hung iptables must not hang the daemon's queue forever. */
+const TIMEOUT_MS = 60_000;
+
+async function run(cmd: string, args: string[], input?: string): Promise<string> {
+  let r: Awaited<ReturnType<typeof execa>>;
+  try {
+    r = await execa(cmd, args, {
+      reject: false,
+      timeout: TIMEOUT_MS,
+      stripFinalNewline: false,
+      ...(input === undefined ? {} : { input }),
+    });
+  } catch (err) {
+    throw new CommandError(`${cmd}: ${(err as Error).message}`, cmd, null, "");
+  }
+  const stderr = String(r.stderr ?? "");
+  if (r.exitCode !== 0 || r.failed) {
+    const why = r.timedOut
+      ? `timed out after ${TIMEOUT_MS} ms`
+      : r.exitCode === undefined
+        ? String(r.shortMessage ?? "could not run").split("\n")[0]
+        : (stderr.trim().split("\n")[0] ?? "") || `exit code ${r.exitCode}`;
+    throw new CommandError(
+      `${cmd} ${args.join(" ")} failed: ${why}`,
+      cmd,
+      r.exitCode ?? null,
+      stderr,
+    );
+  }
+  return String(r.stdout ?? "");
+}
+
+/** Which backend plain `iptables` is (Debian alternatives), from `iptables --version`. */
+export function backendOfVersion(text: string): Backend | null {
+  if (/\(nf_tables\)/.test(text)) return "nft";
+  if (/\(legacy\)/.test(text)) return "legacy";
+  // iptables before 1.8 has no suffix and is legacy only.
+  if (/^iptables v1\.[0-7]\./m.test(text)) return "legacy";
+  return null;
+}
+
+/** Whether pve-firewall's chains exist in this backend (all existing tables; `-t` is avoided
+ *  because legacy iptables would load a table module just to list it). */
+async function hasPveFirewall(backend: Backend): Promise<boolean> {
+  const out = await run(`iptables-${backend}-save`, []).catch(() => "");
+  return /^:PVEFW-/m.test(out);
+}
+
+export function runnerFor(backend: Backend, warning?: string): Runner {
+  return {
+    backend,
+    warning,
+    async restore(payload) {
+      await run(`iptables-${backend}-restore`, ["--noflush", "-w", LOCK_WAIT_S], payload);
+    },
+    save(table, counters = false) {
+      return run(`iptables-${backend}-save`, ["-t", table, ...(counters ? ["-c"] : [])]);
+    },
+  };
+}
+
+export async function createRunner(mode: Config["iptables"]): Promise<Runner> {
+  if (mode !== "auto") return runnerFor(mode);
+  const version = await run("iptables", ["--version"]);
+  const selected = backendOfVersion(version);
+  if (!selected) {
+    throw new CommandError(
+      `cannot tell the iptables backend from "${version.trim()}"`,
+      "iptables",
+      0,
+      "",
+    );
+  }
+  const other: Backend = selected === "nft" ? "legacy" : "nft";
+  if (!(await hasPveFirewall(selected)) && (await hasPveFirewall(other))) {
+    return runnerFor(
+      other,
+      `iptables selects ${selected}, but pve-firewall's PVEFW- chains are in ${other}: using iptables-${other} (set iptables = ${other} to silence this)`,
+    );
+  }
+  return runnerFor(selected);
+}
