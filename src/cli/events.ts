@@ -1,0 +1,31 @@
+// `pve-nat events`: the daemon's publish stream as JSON lines (SPEC §6), one object per line.
+import { existsSync } from "node:fs";
+import type { Command } from "commander";
+import { subscribe } from "../bus/client.js";
+import { eventToJson } from "../bus/protocol.js";
+import { UsageError } from "../errors.js";
+import { contextFrom, type GlobalOptions } from "./context.js";
+import { busSettings, say } from "./hook.js";
+
+export function register(program: Command): void {
+  program
+    .command("events")
+    .description("print the daemon's events (applied, removed, error, conflict) as JSON lines")
+    .option("--count <n>", "exit after N events")
+    .action(async (opts: { count?: string }, cmd: Command) => {
+      const count = opts.count === undefined ? Number.POSITIVE_INFINITY : Number(opts.count);
+      if (!Number.isInteger(count) || count < 1)
+        throw new UsageError("--count needs a positive whole number");
+      const { eventsSocket, note } = await busSettings(
+        contextFrom(cmd.optsWithGlobals<GlobalOptions>()),
+      );
+      if (note) say(note);
+      // A subscriber connects whenever the daemon comes up; waiting is the useful behaviour.
+      if (!existsSync(eventsSocket)) say(`daemon not running; waiting for it on ${eventsSocket}`);
+      let seen = 0;
+      for await (const event of subscribe(eventsSocket)) {
+        process.stdout.write(`${JSON.stringify(eventToJson(event))}\n`);
+        if (++seen >= count) break;
+      }
+    });
+}

@@ -1,0 +1,147 @@
+// `pve-nat hook <vmid> <phase>` (SPEC §1): run by the Proxmox hookscript, which has no timeout
+// and aborts a guest start when pre-start exits non-zero. So this command bounds its own wait,
+// always exits 0, and says in one stderr line (Proxmox's task log) what happened.
+
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { BusTimeout, DaemonNotRunning, request } from "../bus/client.js";
+import {
+  HOOK_PHASES,
+  type HookPhase,
+  parseVmid,
+  type Reply,
+  type Request,
+} from "../bus/protocol.js";
+import { DEFAULTS, parseConfig } from "../config/conf.js";
+import type { Config } from "../model.js";
+import { type Context, contextFrom, type GlobalOptions } from "./context.js";
+
+const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** One line for the task log: no newlines from a daemon message can break it. */
+export function say(line: string): void {
+  process.stderr.write(`pve-nat: ${line.replace(/[\r\n]+/g, " ").trim()}\n`);
+}
+
+/** The two settings a bus client needs. Never throws: a broken config falls back to the
+ *  defaults and says so (the daemon, not the hook, is where config errors are reported). */
+export async function busSettings(
+  ctx: Context,
+): Promise<{ socket: string; eventsSocket: string; timeoutMs: number; note: string | null }> {
+  let config: Config = DEFAULTS;
+  let note: string | null = null;
+  try {
+    const parsed = parseConfig(await readFile(ctx.configPath, "utf8"), ctx.configPath);
+    config = parsed.config;
+    if (parsed.errors.length > 0) note = `${ctx.configPath} has errors; using defaults for them`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    // A missing file means defaults (SPEC §5), not a problem worth a word.
+    if (code !== "ENOENT")
+      note = `cannot read ${ctx.configPath} (${code ?? String(err)}); using defaults`;
+  }
+  return {
+    socket: ctx.path(config.socket),
+    eventsSocket: ctx.path(config.eventsSocket),
+    timeoutMs: config.hookTimeoutMs,
+    note,
+  };
+}
+
+export type Outcome =
+  | { kind: "reply"; reply: Reply; ms: number }
+  | { kind: "down" }
+  | { kind: "timeout"; timeoutMs: number }
+  | { kind: "failed"; error: string };
+
+/** One bounded request; every failure becomes an Outcome, nothing is thrown. */
+export async function boundedRequest(
+  socket: string,
+  req: Request,
+  timeoutMs: number,
+): Promise<Outcome> {
+  const started = performance.now();
+  try {
+    const reply = await request(socket, req, timeoutMs);
+    return { kind: "reply", reply, ms: Math.round(performance.now() - started) };
+  } catch (err) {
+    if (err instanceof DaemonNotRunning) return { kind: "down" };
+    if (err instanceof BusTimeout) return { kind: "timeout", timeoutMs: err.timeoutMs };
+    return { kind: "failed", error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+function withNote(line: string, note: string | null): string {
+  return note ? `${line} (${note})` : line;
+}
+
+/** The hook's whole job, as a function returning the line it prints (tests call it). */
+export async function runHook(
+  ctx: Context,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
+  const [vmidText = "", phaseText = "", ...extra] = args;
+  const vmid = parseVmid(vmidText);
+  const phase = HOOK_PHASES.includes(phaseText as HookPhase) ? (phaseText as HookPhase) : null;
+  if (vmid === null || phase === null || extra.length > 0) {
+    const got = args.map((a) => JSON.stringify(a)).join(" ") || "nothing";
+    return `hook: expected <vmid> <${HOOK_PHASES.join("|")}>, got ${got}; nothing done`;
+  }
+  const who = `vm${vmid} ${phase}`;
+  if (phase === "pre-stop") return `${who}: nothing to do`;
+
+  const { socket, timeoutMs, note } = await busSettings(ctx);
+  const req: Request = { v: 1, type: "hook", vmid, phase };
+  const from = env.PVE_MIGRATED_FROM;
+  if (from && NODE_NAME.test(from)) req.migratedFrom = from;
+
+  const outcome = await boundedRequest(socket, req, timeoutMs);
+  switch (outcome.kind) {
+    case "reply":
+      return withNote(
+        outcome.reply.ok
+          ? `${who}: ${outcome.reply.message} (${outcome.ms} ms)`
+          : `${who}: daemon reported an error: ${outcome.reply.error} (${outcome.ms} ms)`,
+        note,
+      );
+    case "down":
+      return withNote(
+        phase === "post-stop"
+          ? `daemon not running; forwards for vm${vmid} will be removed when it starts`
+          : `daemon not running; forwards for vm${vmid} will be applied when it starts`,
+        note,
+      );
+    case "timeout":
+      return withNote(
+        `${who}: no answer from the daemon within ${outcome.timeoutMs} ms; it will catch up on its own`,
+        note,
+      );
+    case "failed":
+      return withNote(`${who}: ${outcome.error}; the daemon will catch up on its own`, note);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("hook")
+    .description("hookscript entry: report a guest start/stop to the daemon (always exits 0)")
+    .argument("[vmid]", "guest id")
+    .argument("[phase]", HOOK_PHASES.join("|"))
+    .allowExcessArguments(true)
+    .allowUnknownOption(true)
+    .action(async (_vmid: unknown, _phase: unknown, _opts: unknown, cmd: Command) => {
+      let line: string;
+      try {
+        line = await runHook(
+          contextFrom(cmd.optsWithGlobals<GlobalOptions>()),
+          cmd.args,
+          process.env,
+        );
+      } catch (err) {
+        line = `hook: unexpected error: ${err instanceof Error ? err.message : String(err)}; nothing done`;
+      }
+      say(line);
+      process.exitCode = 0;
+    });
+}
