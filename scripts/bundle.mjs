@@ -1,19 +1,69 @@
 // Bundles src/main.ts into one CommonJS file (SEA runs CommonJS only). zeromq stays external
-// here: the dev bundle loads it from node_modules; packaging/ swaps in the embedded loader.
+// in the dev bundle (dist/pve-nat.cjs loads it from node_modules); the single-executable bundle
+// (packaging/build.mjs → bundle({ sea })) takes zeromq in and swaps its addon loader for
+// src/native/load-addon.ts, which reads the addon from the executable.
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
-const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const { version } = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8"));
 
-await build({
-  entryPoints: ["src/main.ts"],
-  outfile: "dist/pve-nat.cjs",
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "cjs",
-  external: ["zeromq"],
-  sourcemap: "inline",
-  logLevel: "warning",
-  define: { "process.env.PVE_NAT_VERSION": JSON.stringify(version) },
-});
+/** zeromq/lib/native.js does `require("./load-addon")`; that one import is redirected. */
+const zeromqAddonLoader = {
+  name: "pve-nat-zeromq-addon",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/load-addon(\.js)?$/ }, (args) => {
+      const fromZeromq = args.importer.split(path.sep).join("/").includes("/node_modules/zeromq/");
+      if (!fromZeromq) return undefined;
+      return { path: path.join(repo, "src/native/load-addon.ts") };
+    });
+  },
+};
+
+/**
+ * @param {{ entry?: string; outfile?: string; sea?: { sha256: string; size: number } }} [opts]
+ *   sea: hash and size of the addon embedded as an asset (packaging/build.mjs).
+ */
+export async function bundle(opts = {}) {
+  const sea = opts.sea;
+  const define = { "process.env.PVE_NAT_VERSION": JSON.stringify(version) };
+  if (sea) {
+    define["process.env.PVE_NAT_ADDON_SHA256"] = JSON.stringify(sea.sha256);
+    define["process.env.PVE_NAT_ADDON_SIZE"] = JSON.stringify(String(sea.size));
+  }
+  const result = await build({
+    absWorkingDir: repo,
+    entryPoints: [opts.entry ?? "src/main.ts"],
+    outfile: opts.outfile ?? "dist/pve-nat.cjs",
+    bundle: true,
+    platform: "node",
+    target: sea ? "node24" : "node20",
+    format: "cjs",
+    external: sea ? [] : ["zeromq"],
+    plugins: sea ? [zeromqAddonLoader] : [],
+    // The executable carries no source map: it would double the script V8 has to load.
+    sourcemap: sea ? false : "inline",
+    keepNames: Boolean(sea),
+    metafile: Boolean(sea),
+    logLevel: "warning",
+    define,
+  });
+  if (sea) assertRedirected(result.metafile);
+  return result;
+}
+
+/** A zeromq upgrade that renames load-addon.js would silently bundle its disk loader. */
+function assertRedirected(metafile) {
+  const inputs = Object.keys(metafile.inputs);
+  if (!inputs.includes("src/native/load-addon.ts")) {
+    throw new Error("zeromq's addon loader was not redirected to src/native/load-addon.ts");
+  }
+  const leaked = inputs.filter((f) => /cmake-ts|zeromq\/lib\/load-addon/.test(f));
+  if (leaked.length > 0) throw new Error(`disk-based addon loader bundled: ${leaked.join(", ")}`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await bundle();
+}

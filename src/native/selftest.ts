@@ -1,0 +1,50 @@
+// `pve-nat self-test` (hidden): proves that this executable can load its zeromq addon and carry
+// a message over ipc://, without a daemon. Used by the package tests and by support ("does
+// the binary work on this host?"). It imports zeromq itself because it tests the loader.
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Command } from "commander";
+import { addonOrigin } from "./addon.js";
+
+export interface SelfTestResult {
+  zeromq: string;
+  addon: ReturnType<typeof addonOrigin>;
+  roundTripMs: number;
+}
+
+export async function selfTest(): Promise<SelfTestResult> {
+  // Loaded on demand so that commands which never touch the bus never map the addon.
+  const zmq = await import("zeromq");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "pve-nat-selftest-"));
+  const endpoint = `ipc://${path.join(dir, "s.sock")}`;
+  const rep = new zmq.Reply();
+  const req = new zmq.Request({ receiveTimeout: 5000, sendTimeout: 5000 });
+  rep.receiveTimeout = 5000;
+  try {
+    await rep.bind(endpoint);
+    req.connect(endpoint);
+    const t0 = performance.now();
+    await req.send("ping");
+    const [msg] = await rep.receive();
+    await rep.send(`pong:${msg?.toString() ?? ""}`);
+    const [answer] = await req.receive();
+    const roundTripMs = performance.now() - t0;
+    if (answer?.toString() !== "pong:ping") throw new Error(`unexpected answer ${String(answer)}`);
+    return { zeromq: zmq.version, addon: addonOrigin(), roundTripMs };
+  } finally {
+    req.close();
+    rep.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("self-test", { hidden: true })
+    .description("load the zeromq addon and send one message over ipc://")
+    .action(async () => {
+      const result = await selfTest();
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    });
+}
