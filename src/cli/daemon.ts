@@ -1,0 +1,15 @@
+// `pve-nat daemon` (SPEC §1): run in the foreground until SIGTERM (pve-nat.service).
+import type { Command } from "commander";
+import { runDaemon } from "../daemon/main.js";
+import { contextFrom, type GlobalOptions } from "./context.js";
+
+export function register(program: Command): void {
+  program
+    .command("daemon")
+    .description(
+      "run the NAT daemon in the foreground (the only writer of pve-nat's iptables rules)",
+    )
+    .action(async (_opts: unknown, cmd: Command) => {
+      await runDaemon(contextFrom(cmd.optsWithGlobals<GlobalOptions>()));
+    });
+}

@@ -1,0 +1,172 @@
+// `pve-nat status` (SPEC §6): every forward with its state and live packet/byte counters, and
+// the daemon's state. Works without the daemon (then "daemon": {"running": false}).
+import type { Command } from "commander";
+import { request } from "../bus/client.js";
+import { EXIT_FAILURE } from "../errors.js";
+import { ownerChain } from "../iptables/chains.js";
+import { ruleLine } from "../iptables/render.js";
+import { createRunner } from "../iptables/runner.js";
+import { type LiveState, parseSave } from "../iptables/save.js";
+import type { Config, Diagnostic, NatPlan } from "../model.js";
+import { compile } from "../nat/compile.js";
+import { planToJson } from "../nat/json.js";
+import { loadNode, readConfig } from "../pve/node.js";
+import { type Context, contextFrom, type GlobalOptions } from "./context.js";
+import { diagnosticLine, FORWARD_HEADERS, forwardRow, sortDiagnostics, table } from "./format.js";
+
+export type Counters = { packets: number; bytes: number };
+
+/** Per forward: the sum of its live rules' counters; null when none of its rules is live. */
+export function forwardCounters(plan: NatPlan, live: LiveState): Array<Counters | null> {
+  const out: Array<Counters | null> = plan.forwards.map(() => null);
+  for (const oc of plan.chains) {
+    for (const [kind, rules] of [
+      ["DNAT", oc.dnat],
+      ["SNAT", oc.snat],
+    ] as const) {
+      const chain = ownerChain(oc.owner, kind);
+      for (const rule of rules) {
+        const c = live.counters.get(`${chain} ${ruleLine(chain, rule)}`);
+        if (!c) continue;
+        const prev = out[rule.forward] ?? { packets: 0, bytes: 0 };
+        out[rule.forward] = { packets: prev.packets + c.packets, bytes: prev.bytes + c.bytes };
+      }
+    }
+  }
+  return out;
+}
+
+/** What `status` shows of the daemon: its own answer, or why there is none. */
+export type DaemonView =
+  | ({ running: true } & Record<string, unknown>)
+  | { running: false; error?: string };
+
+function daemonLine(d: DaemonView): string {
+  if (!d.running) return `daemon: not running${d.error ? ` (${d.error})` : ""}`;
+  const parts = [`daemon: running (pid ${String(d.pid ?? "?")}, ${String(d.backend ?? "?")})`];
+  if (d.paused) parts.push("PAUSED after flush — run `pve-nat apply --all`");
+  parts.push(`last sync ${d.lastSync ? String(d.lastSync) : "never"}`);
+  if (d.lastError) parts.push(`last error: ${String(d.lastError)}`);
+  return parts.join(", ");
+}
+
+export function statusText(
+  plan: NatPlan,
+  counters: Array<Counters | null>,
+  daemon: DaemonView,
+): string {
+  const headers = [...FORWARD_HEADERS, "PKTS", "BYTES"];
+  const rows = plan.forwards.map((f, i) => {
+    const c = counters[i] ?? null;
+    return [...forwardRow(f), c ? String(c.packets) : "-", c ? String(c.bytes) : "-"];
+  });
+  const out = [`node ${plan.node}\n`, table(headers, rows)];
+  const ds = sortDiagnostics(plan.diagnostics);
+  if (ds.length > 0) out.push("\n", ...ds.map((d) => `${diagnosticLine(d)}\n`));
+  out.push("\n", `${daemonLine(daemon)}\n`);
+  return out.join("");
+}
+
+function asList(v: unknown): Set<number> {
+  return new Set(Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x)) : []);
+}
+
+function isPlan(v: unknown): v is NatPlan {
+  const p = v as NatPlan | null;
+  return (
+    typeof p === "object" &&
+    p !== null &&
+    Array.isArray(p.forwards) &&
+    Array.isArray(p.chains) &&
+    Array.isArray(p.diagnostics)
+  );
+}
+
+/** The daemon's state, and the plan it last made live (null: none, or no daemon). */
+export async function daemonView(
+  socket: string,
+  timeoutMs: number,
+): Promise<{ daemon: DaemonView; plan: NatPlan | null }> {
+  try {
+    const reply = await request(socket, { v: 1, type: "status" }, timeoutMs);
+    if (!reply.ok) return { daemon: { running: false, error: reply.error }, plan: null };
+    const r = reply.result;
+    if (typeof r !== "object" || r === null) return { daemon: { running: true }, plan: null };
+    const { plan, ...rest } = r as Record<string, unknown>;
+    return { daemon: { ...rest, running: true }, plan: isPlan(plan) ? plan : null };
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    return {
+      daemon: msg === "daemon not running" ? { running: false } : { running: false, error: msg },
+      plan: null,
+    };
+  }
+}
+
+/** Without a daemon (or before its first sync): the plan the files describe. */
+async function planFromFiles(
+  ctx: Context,
+  config: Config,
+  daemon: DaemonView,
+  extra: Diagnostic[],
+): Promise<NatPlan> {
+  // The daemon's lifecycle overrides, so starting guests show as it sees them.
+  const pending = daemon.running ? asList(daemon.pending) : new Set<number>();
+  const down = daemon.running ? asList(daemon.down) : new Set<number>();
+  const input = await loadNode(
+    { path: ctx.path, configPath: ctx.configPath, node: ctx.node },
+    { pending, config },
+  );
+  input.diagnostics.push(...extra);
+  for (const vmid of down) {
+    const g = input.guests[vmid];
+    if (g) g.state = "stopped";
+  }
+  return compile(input);
+}
+
+export async function runStatus(opts: GlobalOptions): Promise<number> {
+  const ctx = contextFrom(opts);
+  const conf = await readConfig(ctx.configPath);
+  if (conf.errors.length > 0) {
+    for (const d of conf.errors) process.stderr.write(`pve-nat: ${diagnosticLine(d)}\n`);
+    return EXIT_FAILURE;
+  }
+  const view = await daemonView(ctx.path(conf.config.socket), 1000);
+  const daemon = view.daemon;
+  const plan = view.plan
+    ? { ...view.plan, diagnostics: [...view.plan.diagnostics] }
+    : await planFromFiles(ctx, conf.config, daemon, conf.unknownKeys);
+  let counters: Array<Counters | null> = plan.forwards.map(() => null);
+  try {
+    const runner = await createRunner(conf.config.iptables);
+    const [nat, raw] = await Promise.all([runner.save("nat", true), runner.save("raw", true)]);
+    counters = forwardCounters(plan, parseSave(nat, raw));
+  } catch (err) {
+    plan.diagnostics.push({
+      file: ctx.configPath,
+      line: 0,
+      severity: "warning",
+      message: `cannot read live counters: ${err instanceof Error ? err.message : String(err)}`,
+    });
+  }
+  if (ctx.json) {
+    const obj = planToJson(
+      { ...plan, diagnostics: sortDiagnostics(plan.diagnostics) },
+      { counters, daemon },
+    );
+    process.stdout.write(`${JSON.stringify(obj, null, 2)}\n`);
+  } else {
+    process.stdout.write(statusText(plan, counters, daemon));
+  }
+  return 0;
+}
+
+export function register(program: Command): void {
+  program
+    .command("status")
+    .description("forwards with their state and live counters, and the daemon's state")
+    .action(async (_opts: unknown, cmd: Command) => {
+      process.exitCode = await runStatus(cmd.optsWithGlobals<GlobalOptions>());
+    });
+}

@@ -1,0 +1,179 @@
+import type { Logger } from "pino";
+import { type BusServer, startBus } from "../bus/server.js";
+import type { Context } from "../cli/context.js";
+import { diagnosticLine } from "../cli/format.js";
+import { EXIT_FAILURE } from "../errors.js";
+import { createRunner } from "../iptables/runner.js";
+import { createLogger } from "../log.js";
+import type { Config } from "../model.js";
+import { fingerprint, readConfig } from "../pve/node.js";
+import { type Applier, createApplier } from "./applier.js";
+import { realClock } from "./clock.js";
+import { conntrackCleaner } from "./conntrack.js";
+import { createDriftCheck } from "./drift.js";
+import { createHandler } from "./handler.js";
+import { createLifecycle } from "./lifecycle.js";
+import { planLoader } from "./plan.js";
+import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
+import { createWatcher } from "./watcher.js";
+
+// `pve-nat daemon`: the only writer of pve-nat's iptables state (SPEC §1). Reconciles at
+// start, serves the bus, watches sources, repairs drift. SIGTERM/SIGINT stop it and leave every
+// rule in place, so a restart or an upgrade never drops a forward.
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Reads pve-nat.conf for the daemon: a bad value refuses to start, an unknown key warns. */
+async function daemonConfig(ctx: Context): Promise<{ config: Config; warnings: string[] } | null> {
+  const r = await readConfig(ctx.configPath).catch((err: unknown) => {
+    process.stderr.write(`pve-nat: ${errText(err)}\n`);
+    return null;
+  });
+  if (r === null) return null;
+  if (r.errors.length > 0) {
+    for (const d of r.errors) process.stderr.write(`pve-nat: ${diagnosticLine(d)}\n`);
+    process.stderr.write("pve-nat: refusing to start with a bad configuration value\n");
+    return null;
+  }
+  const warnings = r.unknownKeys.map(
+    (d) => `${diagnosticLine(d)} — ignored; check the key name (the daemon keeps running)`,
+  );
+  if (!r.exists) warnings.push(`${ctx.configPath} does not exist; using defaults`);
+  return { config: r.config, warnings };
+}
+
+/** ARP setting on every fwbr device while the plan keeps the zone fix (SPEC §4). */
+async function arpAll(applier: Applier, log: Logger): Promise<void> {
+  const s = applier.state();
+  if (s.paused || !s.plan?.entry.zoneFix) return;
+  await setArpIgnore(await fwbrDevices(realProcFs), 1, realProcFs, log);
+}
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => {
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+      resolve(sig);
+    };
+    const onTerm = () => on("SIGTERM");
+    const onInt = () => on("SIGINT");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onInt);
+  });
+}
+
+export async function runDaemon(ctx: Context): Promise<void> {
+  const stopped = untilSignal();
+  const loaded = await daemonConfig(ctx);
+  if (loaded === null) {
+    process.exitCode = EXIT_FAILURE;
+    return;
+  }
+  const { config } = loaded;
+  const log = createLogger(config.logLevel);
+  for (const w of loaded.warnings) {
+    // Loud: in the journal as a warning and on stderr for whoever started it by hand.
+    log.warn(`pve-nat.conf: ${w}`);
+    process.stderr.write(`pve-nat: warning: ${w}\n`);
+  }
+
+  const runner = await createRunner(config.iptables);
+  if (runner.warning) log.warn(runner.warning);
+  await ensureIpForward(config.ipForward, realProcFs, log);
+
+  const paths = { path: ctx.path, configPath: ctx.configPath, node: ctx.node };
+  const clock = realClock;
+  let bus: BusServer | null = null;
+  const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
+  const applier = createApplier({
+    load: planLoader(paths, overrides),
+    runner,
+    publish: (e) => {
+      bus?.publish(e).catch(() => {});
+    },
+    log,
+    clock,
+    conntrack: conntrackCleaner(log),
+  });
+  const lifecycle = createLifecycle({
+    applier,
+    clock,
+    graceMs: config.startGraceMs,
+    log,
+    onStarted: async (vmid, plan) => {
+      if (plan.entry.zoneFix)
+        await setArpIgnore(await fwbrDevices(realProcFs, vmid), 1, realProcFs, log);
+    },
+  });
+  const watcher = createWatcher({
+    fingerprint: () => fingerprint(paths),
+    onChange: (c) => {
+      for (const vmid of c.vmids) lifecycle.observed(vmid);
+      if (applier.state().paused) return;
+      // Only what differs from the live chains is rewritten: counters of unchanged chains stay.
+      applier.apply({ check: true }).catch((err: unknown) => {
+        log.debug({ err: errText(err) }, "watcher apply failed");
+      });
+    },
+    afterPass: () => arpAll(applier, log),
+    clock,
+    intervalMs: config.pollIntervalMs,
+    log,
+  });
+  const drift = createDriftCheck({ applier, clock, intervalMs: config.driftIntervalMs, log });
+
+  // Baseline before the initial sync: a change in between is seen by the first poll.
+  await watcher.prime();
+  try {
+    bus = await startBus({
+      socket: ctx.path(config.socket),
+      eventsSocket: ctx.path(config.eventsSocket),
+      handle: createHandler({
+        applier,
+        lifecycle,
+        log,
+        afterSync: () => arpAll(applier, log),
+        afterFlush: async () => {
+          await setArpIgnore(await fwbrDevices(realProcFs), 0, realProcFs, log);
+        },
+      }),
+    });
+  } catch (err) {
+    // Another daemon, or an unusable socket path: never write iptables then.
+    log.fatal({ err: errText(err) }, "cannot start the bus");
+    process.exitCode = EXIT_FAILURE;
+    await applier.stop();
+    return;
+  }
+
+  const t0 = clock.now();
+  try {
+    const r = await applier.apply({ full: true });
+    log.info(
+      {
+        owners: r.rendered.length,
+        forwards: r.plan.forwards.length,
+        ms: Math.round(clock.now() - t0),
+      },
+      "reconciled",
+    );
+  } catch (err) {
+    log.error({ err: errText(err) }, "initial reconcile failed; retrying");
+  }
+  await arpAll(applier, log).catch(() => {});
+  watcher.start();
+  drift.start();
+  log.info({ pid: process.pid, backend: runner.backend, socket: ctx.path(config.socket) }, "ready");
+
+  const sig = await stopped;
+  log.info({ signal: sig }, "stopping; iptables rules stay in place");
+  watcher.stop();
+  drift.stop();
+  lifecycle.stop();
+  await applier.stop();
+  await bus.close();
+  log.info("stopped");
+}
