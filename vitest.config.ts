@@ -7,5 +7,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // Builds dist/pve-nat.cjs once when the run includes end-to-end tests.
+    globalSetup: ["test/e2e/global-setup.ts"],
   },
 });
