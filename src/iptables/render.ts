@@ -54,7 +54,7 @@ export const LINE_PATTERNS: readonly RegExp[] = [
   /^-X PVENAT-[A-Z0-9-]{1,21}$/,
   /^-[ID] (PREROUTING|OUTPUT|POSTROUTING)( 1)? -j PVENAT-(PREROUTING|OUTPUT|POSTROUTING|RAW)$/,
   /^-A PVENAT-RAW -i fwbr\+ -j CT --zone 1$/,
-  /^-A PVENAT-(PREROUTING|OUTPUT|POSTROUTING)( -i [A-Za-z0-9_.+-]{1,15})? -j PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)$/,
+  /^-A PVENAT-(PREROUTING|OUTPUT|POSTROUTING)( -i [A-Za-z0-9_.+-]{1,15}| ! -i fwbr\+)? -j PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)$/,
   new RegExp(
     "^-A PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)" +
       `( -s ${IPV4}/${PREFIX})?( -d ${IPV4}/${PREFIX})?` +
@@ -199,6 +199,16 @@ export function plannedChains(plan: NatPlan): Map<string, string[]> {
   return out;
 }
 
+/** The interface match of the PVENAT-PREROUTING jumps (" -i vmbr0", " ! -i fwbr+" or "").
+ *  Without hairpin only traffic from the external interface is DNATed. With hairpin the DNAT
+ *  must happen where a guest's packet is tracked in the default zone — in the vmbr pass, never
+ *  in the fwbr bridged pass (conntrack zone 1 with the zone fix) — or the reply (zone 0) finds
+ *  no entry and the node answers it with a reset. */
+export function preroutingMatch(e: NatPlan["entry"]): string {
+  if (!e.hairpin) return ` -i ${check("iface", e.externalInterface)}`;
+  return e.zoneFix ? " ! -i fwbr+" : "";
+}
+
 /** The entry chains' lines, jumping only to owner chains in `exists` (plan order kept). */
 function entryChains(
   plan: NatPlan,
@@ -209,7 +219,7 @@ function entryChains(
   const pre: string[] = [];
   const out: string[] = [];
   const post: string[] = [];
-  const inIface = e.hairpin ? "" : ` -i ${check("iface", e.externalInterface)}`;
+  const inIface = preroutingMatch(e);
   for (const name of chains) {
     if (!exists(name)) continue;
     const kind = parseOwnerChain(name)?.kind;

@@ -537,28 +537,34 @@ export async function writeGuestConf(
   root: string,
   g: Pick<Guest, "vmid" | "kind" | "ip" | "firewall" | "mac">,
 ): Promise<void> {
-  const fw = g.firewall ? ",firewall=1" : "";
-  const text =
-    g.kind === "qemu"
-      ? [
-          `boot: order=scsi0`,
-          `cores: 1`,
-          `memory: 512`,
-          `name: vm${g.vmid}`,
-          `net0: virtio=${g.mac.toUpperCase()},bridge=vmbr1${fw}`,
-          `ipconfig0: ip=${g.ip}/24,gw=${ADDR.gateway}`,
-          `ostype: l26`,
-          ``,
-        ].join("\n")
-      : [
-          `arch: amd64`,
-          `hostname: ct${g.vmid}`,
-          `memory: 512`,
-          `net0: name=eth0,bridge=vmbr1${fw},gw=${ADDR.gateway},hwaddr=${g.mac.toUpperCase()},ip=${g.ip}/24,type=veth`,
-          `ostype: debian`,
-          `rootfs: local-lvm:vm-${g.vmid}-disk-0,size=8G`,
-          ``,
-        ].join("\n");
   const dir = g.kind === "qemu" ? "qemu-server" : "lxc";
-  await writeFile(path.join(root, `etc/pve/nodes/${NODE_NAME}/${dir}/${g.vmid}.conf`), text);
+  await writeFile(
+    path.join(root, `etc/pve/nodes/${NODE_NAME}/${dir}/${g.vmid}.conf`),
+    guestConfText(g),
+  );
+}
+
+/** The text of a guest's Proxmox config (writeGuestConf), e.g. to place it on another node. */
+export function guestConfText(g: Pick<Guest, "vmid" | "kind" | "ip" | "firewall" | "mac">): string {
+  const fw = g.firewall ? ",firewall=1" : "";
+  return g.kind === "qemu"
+    ? [
+        `boot: order=scsi0`,
+        `cores: 1`,
+        `memory: 512`,
+        `name: vm${g.vmid}`,
+        `net0: virtio=${g.mac.toUpperCase()},bridge=vmbr1${fw}`,
+        `ipconfig0: ip=${g.ip}/24,gw=${ADDR.gateway}`,
+        `ostype: l26`,
+        ``,
+      ].join("\n")
+    : [
+        `arch: amd64`,
+        `hostname: ct${g.vmid}`,
+        `memory: 512`,
+        `net0: name=eth0,bridge=vmbr1${fw},gw=${ADDR.gateway},hwaddr=${g.mac.toUpperCase()},ip=${g.ip}/24,type=veth`,
+        `ostype: debian`,
+        `rootfs: local-lvm:vm-${g.vmid}-disk-0,size=8G`,
+        ``,
+      ].join("\n");
 }

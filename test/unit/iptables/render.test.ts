@@ -234,8 +234,13 @@ COMMIT
 
   it.each([
     {
-      name: "hairpin: no -i on the PREROUTING jumps",
+      name: "hairpin with the zone fix: every interface but the fwbr bridged pass",
       over: { hairpin: true },
+      want: "-A PVENAT-PREROUTING ! -i fwbr+ -j PVENAT-107-DNAT",
+    },
+    {
+      name: "hairpin without the zone fix: no -i on the PREROUTING jumps",
+      over: { hairpin: true, zoneFix: false },
       want: "-A PVENAT-PREROUTING -j PVENAT-107-DNAT",
     },
     {
