@@ -42,9 +42,13 @@ export async function bundle(opts = {}) {
     target: sea ? "node24" : "node20",
     format: "cjs",
     external: sea ? [] : ["zeromq"],
+    // `await import("zeromq")` (loaded on first use) becomes a require() of the external
+    // package: CommonJS, no ESM loader to start. Bundled modules are deferred either way.
+    supported: { "dynamic-import": false },
     plugins: sea ? [zeromqAddonLoader] : [],
-    // The executable carries no source map: it would double the script V8 has to load.
-    sourcemap: sea ? false : "inline",
+    // No inline map: V8 would read and scan it (2+ MB) on every start. The dev bundle links
+    // dist/pve-nat.cjs.map (used with `node --enable-source-maps`); the executable has none.
+    sourcemap: sea ? false : "linked",
     keepNames: Boolean(sea),
     metafile: Boolean(sea),
     logLevel: "warning",

@@ -1,25 +1,51 @@
 // Entry point of the single executable: parse the command line, run one subcommand.
-import { Command } from "commander";
-import { commands } from "./cli/commands.js";
+//
+// Start-up time matters: Proxmox runs `pve-nat hook` on every guest start and waits for it. The
+// bundle is CommonJS, where every statically imported module is evaluated at start; modules
+// reached only through `await import()` are evaluated when that runs. So this file imports
+// nothing heavy: `--version`, `hook` and `notify` never load commander or the other commands
+// (which pull in pino, execa and the daemon), and everything else loads them on demand.
+import { type FastInvocation, fastInvocation, GLOBAL_FLAGS } from "./cli/globals.js";
 
 export const VERSION = process.env.PVE_NAT_VERSION ?? "0.0.0-dev";
 
-function program(): Command {
-  const p = new Command("pve-nat")
-    .description("Port forwarding and outbound NAT for Proxmox VE guests, from firewall rules")
-    .version(VERSION, "--version")
-    .option("--config <file>", "pve-nat config file (default /etc/pve-nat/pve-nat.conf)")
-    .option("--root <dir>", "read and write every absolute path under DIR (simulated node)")
-    .option("--node <name>", "node name (default: config `node`, then the short hostname)")
-    .option("--json", "machine-readable output")
-    .showHelpAfterError();
-  for (const register of commands) register(p);
-  return p;
+async function runFast(fast: FastInvocation): Promise<void> {
+  if (fast.command === "hook") {
+    const { hookCommand } = await import("./cli/hook.js");
+    await hookCommand(fast.args, fast.opts);
+  } else {
+    const { notifyCommand } = await import("./cli/notify.js");
+    await notifyCommand(fast.args, fast.opts);
+  }
 }
 
-program()
-  .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`pve-nat: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 2;
-  });
+async function runCommander(argv: string[]): Promise<void> {
+  const [{ Command }, { commands }] = await Promise.all([
+    import("commander"),
+    import("./cli/commands.js"),
+  ]);
+  const program = new Command("pve-nat")
+    .description("Port forwarding and outbound NAT for Proxmox VE guests, from firewall rules")
+    .version(VERSION, "--version")
+    .showHelpAfterError();
+  for (const flag of GLOBAL_FLAGS) program.option(flag.flags, flag.description);
+  for (const register of commands) register(program);
+  await program.parseAsync(argv);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const args = argv.slice(2);
+  // What commander prints for it, without loading commander.
+  if (args.length === 1 && args[0] === "--version") {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const fast = fastInvocation(args);
+  if (fast) await runFast(fast);
+  else await runCommander(argv);
+}
+
+main(process.argv).catch((err: unknown) => {
+  process.stderr.write(`pve-nat: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 2;
+});

@@ -1,5 +1,4 @@
 // The CLI's side of the bus: one bounded request/reply, or a stream of events.
-import * as zmq from "zeromq";
 import { BusError } from "../errors.js";
 import { probeSocket } from "./probe.js";
 import {
@@ -11,6 +10,7 @@ import {
   type Request,
   serialize,
 } from "./protocol.js";
+import { loadZmq } from "./zmq.js";
 
 /** Nothing listens on the socket: no daemon, or one that died and left its socket file. */
 export class DaemonNotRunning extends BusError {
@@ -34,7 +34,9 @@ function isTimeout(err: unknown): boolean {
  *  Throws DaemonNotRunning / BusTimeout (both BusError), or BusError for a bad reply. */
 export async function request(socket: string, req: Request, timeoutMs: number): Promise<Reply> {
   const started = performance.now();
+  // Checked before zeromq is loaded: with no daemon the hook need not map the addon at all.
   if (!(await probeSocket(socket, Math.min(250, timeoutMs)))) throw new DaemonNotRunning(socket);
+  const zmq = await loadZmq();
   const left = Math.max(1, Math.round(timeoutMs - (performance.now() - started)));
   const dealer = new zmq.Dealer({ linger: 0, sendTimeout: left, receiveTimeout: left });
   let timer: NodeJS.Timeout | undefined;
@@ -68,6 +70,7 @@ export async function request(socket: string, req: Request, timeoutMs: number): 
 /** Events as the daemon publishes them; malformed ones are skipped. Waits for a daemon that
  *  is not (yet) running. Breaking out of the loop closes the socket. */
 export async function* subscribe(eventsSocket: string): AsyncGenerator<BusEvent> {
+  const zmq = await loadZmq();
   const sub = new zmq.Subscriber({ linger: 0 });
   try {
     sub.connect(`ipc://${eventsSocket}`);

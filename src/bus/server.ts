@@ -2,7 +2,6 @@
 // concurrently so a slow apply never delays a ping, and a PUB socket for events.
 import { chmod, lstat, mkdir, unlink } from "node:fs/promises";
 import path from "node:path";
-import * as zmq from "zeromq";
 import { BusError } from "../errors.js";
 import { probeSocket } from "./probe.js";
 import {
@@ -13,6 +12,7 @@ import {
   type Request,
   serialize,
 } from "./protocol.js";
+import { loadZmq } from "./zmq.js";
 
 export interface BusServer {
   publish(e: BusEvent): Promise<void>;
@@ -92,6 +92,7 @@ export async function startBus(opts: BusOptions): Promise<BusServer> {
   await prepareSocketPath(opts.socket);
   await prepareSocketPath(opts.eventsSocket);
 
+  const zmq = await loadZmq();
   const router = new zmq.Router({ linger: 0, maxMessageSize: HARD_FRAME_LIMIT });
   const publisher = new zmq.Publisher({ linger: 0, noDrop: false });
   try {

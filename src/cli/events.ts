@@ -7,15 +7,23 @@ import { UsageError } from "../errors.js";
 import { contextFrom, type GlobalOptions } from "./context.js";
 import { busSettings, say } from "./hook.js";
 
+/** `--count N` → N; absent → no limit (Infinity is not an integer, so it is not parsed). */
+export function eventCount(text: string | undefined): number {
+  if (text === undefined) return Number.POSITIVE_INFINITY;
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError("--count needs a positive whole number");
+  }
+  return n;
+}
+
 export function register(program: Command): void {
   program
     .command("events")
     .description("print the daemon's events (applied, removed, error, conflict) as JSON lines")
     .option("--count <n>", "exit after N events")
     .action(async (opts: { count?: string }, cmd: Command) => {
-      const count = opts.count === undefined ? Number.POSITIVE_INFINITY : Number(opts.count);
-      if (!Number.isInteger(count) || count < 1)
-        throw new UsageError("--count needs a positive whole number");
+      const count = eventCount(opts.count);
       const { eventsSocket, note } = await busSettings(
         contextFrom(cmd.optsWithGlobals<GlobalOptions>()),
       );

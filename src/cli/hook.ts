@@ -2,7 +2,9 @@
 // and aborts a guest start when pre-start exits non-zero. So this command bounds its own wait,
 // always exits 0, and says in one stderr line (Proxmox's task log) what happened.
 
-import { readFile } from "node:fs/promises";
+// node:fs and process.hrtime, not node:fs/promises and performance: both of those are loaded
+// on first use and would cost the hook ~3 ms of its start for one small file and one timing.
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { BusTimeout, DaemonNotRunning, request } from "../bus/client.js";
 import {
@@ -31,7 +33,7 @@ export async function busSettings(
   let config: Config = DEFAULTS;
   let note: string | null = null;
   try {
-    const parsed = parseConfig(await readFile(ctx.configPath, "utf8"), ctx.configPath);
+    const parsed = parseConfig(readFileSync(ctx.configPath, "utf8"), ctx.configPath);
     config = parsed.config;
     if (parsed.errors.length > 0) note = `${ctx.configPath} has errors; using defaults for them`;
   } catch (err) {
@@ -60,10 +62,11 @@ export async function boundedRequest(
   req: Request,
   timeoutMs: number,
 ): Promise<Outcome> {
-  const started = performance.now();
+  const started = process.hrtime.bigint();
   try {
     const reply = await request(socket, req, timeoutMs);
-    return { kind: "reply", reply, ms: Math.round(performance.now() - started) };
+    const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e6);
+    return { kind: "reply", reply, ms };
   } catch (err) {
     if (err instanceof DaemonNotRunning) return { kind: "down" };
     if (err instanceof BusTimeout) return { kind: "timeout", timeoutMs: err.timeoutMs };
@@ -122,6 +125,18 @@ export async function runHook(
   }
 }
 
+/** `pve-nat hook …` as run: main.ts's fast path calls it without commander, `register` with. */
+export async function hookCommand(args: string[], opts: GlobalOptions): Promise<void> {
+  let line: string;
+  try {
+    line = await runHook(contextFrom(opts), args, process.env);
+  } catch (err) {
+    line = `hook: unexpected error: ${err instanceof Error ? err.message : String(err)}; nothing done`;
+  }
+  say(line);
+  process.exitCode = 0;
+}
+
 export function register(program: Command): void {
   program
     .command("hook")
@@ -130,18 +145,7 @@ export function register(program: Command): void {
     .argument("[phase]", HOOK_PHASES.join("|"))
     .allowExcessArguments(true)
     .allowUnknownOption(true)
-    .action(async (_vmid: unknown, _phase: unknown, _opts: unknown, cmd: Command) => {
-      let line: string;
-      try {
-        line = await runHook(
-          contextFrom(cmd.optsWithGlobals<GlobalOptions>()),
-          cmd.args,
-          process.env,
-        );
-      } catch (err) {
-        line = `hook: unexpected error: ${err instanceof Error ? err.message : String(err)}; nothing done`;
-      }
-      say(line);
-      process.exitCode = 0;
-    });
+    .action((_vmid: unknown, _phase: unknown, _opts: unknown, cmd: Command) =>
+      hookCommand(cmd.args, cmd.optsWithGlobals<GlobalOptions>()),
+    );
 }

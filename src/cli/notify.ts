@@ -43,6 +43,18 @@ export async function runNotify(args: string[], opts: GlobalOptions): Promise<st
   }
 }
 
+/** `pve-nat notify …` as run: main.ts's fast path calls it without commander, `register` with. */
+export async function notifyCommand(args: string[], opts: GlobalOptions): Promise<void> {
+  let line: string;
+  try {
+    line = await runNotify(args, opts);
+  } catch (err) {
+    line = `notify: unexpected error: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  say(line);
+  process.exitCode = 0;
+}
+
 export function register(program: Command): void {
   program
     .command("notify")
@@ -51,14 +63,7 @@ export function register(program: Command): void {
     )
     .argument("[args...]", "reload | guest <vmid> up|down")
     .allowUnknownOption(true)
-    .action(async (_args: unknown, _opts: unknown, cmd: Command) => {
-      let line: string;
-      try {
-        line = await runNotify(cmd.args, cmd.optsWithGlobals<GlobalOptions>());
-      } catch (err) {
-        line = `notify: unexpected error: ${err instanceof Error ? err.message : String(err)}`;
-      }
-      say(line);
-      process.exitCode = 0;
-    });
+    .action((_args: unknown, _opts: unknown, cmd: Command) =>
+      notifyCommand(cmd.args, cmd.optsWithGlobals<GlobalOptions>()),
+    );
 }

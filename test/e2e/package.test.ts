@@ -1,5 +1,6 @@
 // The single executable and the .deb (issue 4). Runs as root. Builds with `npm run package`
-// only when dist/ lacks the artifacts (that takes a minute or two). Every dpkg call runs under
+// when dist/ lacks the artifacts or any of them is older than a file they are built from (that
+// takes a minute or two; a stale binary would test old code). Every dpkg call runs under
 // `ip netns exec` of a namespace made here (SPEC §7), so the maintainer scripts' iptables
 // work only ever touches that namespace.
 import { randomBytes } from "node:crypto";
@@ -54,9 +55,45 @@ function findDeb(): string | undefined {
   return name && path.join(DIST, name);
 }
 
+/** What `npm run package` builds from (documentation aside). */
+const BUILD_INPUTS = [
+  "src",
+  "packaging",
+  "hooks",
+  "scripts/bundle.mjs",
+  "package.json",
+  "package-lock.json",
+];
+
+/** Newest modification time (ms) among the files under `entries` (relative to the repo). */
+function newestMtime(entries: readonly string[]): number {
+  let newest = 0;
+  const visit = (file: string) => {
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isDirectory()) {
+      for (const name of readdirSync(file)) visit(path.join(file, name));
+    } else if (!file.endsWith(".md")) {
+      newest = Math.max(newest, st.mtimeMs);
+    }
+  };
+  for (const entry of entries) visit(path.join(REPO, entry));
+  return newest;
+}
+
+/** Why dist/ must be rebuilt, or null when its artifacts are newer than every input. */
+function staleReason(): string | null {
+  const deb = findDeb();
+  if (!existsSync(EXE) || !existsSync(SEA_BUNDLE) || !deb) return "artifacts missing";
+  const built = Math.min(...[EXE, SEA_BUNDLE, deb].map((f) => statSync(f).mtimeMs));
+  return newestMtime(BUILD_INPUTS) > built ? "sources newer than the artifacts" : null;
+}
+
 beforeAll(async () => {
   mkdirSync(DIST, { recursive: true });
-  if (!existsSync(EXE) || !existsSync(SEA_BUNDLE) || !findDeb()) {
+  const stale = staleReason();
+  if (stale) {
+    console.log(`building dist/ with npm run package: ${stale}`);
     await runOk([process.execPath, "packaging/build.mjs"], { cwd: REPO, timeoutMs: 900_000 });
   }
   deb = findDeb() ?? "";

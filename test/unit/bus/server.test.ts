@@ -262,7 +262,8 @@ describe("events", () => {
     const reading = (async () => {
       for await (const e of subscribe(eventsSocket)) {
         got.push(e);
-        if (got.length === events.length) break;
+        // The first event may arrive more than once (published until seen): stop at the last.
+        if (e.type === "conflict") break;
       }
     })();
     // PUB/SUB drops what is sent before the subscription arrives: publish until it is seen.
@@ -273,7 +274,8 @@ describe("events", () => {
     }
     for (const e of events.slice(1)) await srv.publish(e);
     await reading;
-    expect(got[0]).toEqual(events[0]);
-    expect(got.slice(-2)).toEqual(events.slice(1));
+    const repeats = got.length - 2;
+    expect(repeats).toBeGreaterThanOrEqual(1);
+    expect(got).toEqual([...Array(repeats).fill(events[0]), ...events.slice(1)]);
   });
 });

@@ -24,6 +24,9 @@ export async function buildBundle(): Promise<{ file: string; cleanup(): Promise<
     target: "node20",
     format: "cjs",
     external: ["zeromq"],
+    // As scripts/bundle.mjs: import("zeromq") becomes require(), which honours NODE_PATH
+    // (ESM resolution would not find zeromq from a temp dir).
+    supported: { "dynamic-import": false },
     nodePaths: [path.resolve("node_modules")],
     logLevel: "silent",
   });

@@ -1,5 +1,6 @@
 // The hook, notify and events commands run as the real bundle (a child process), against no
 // daemon or an in-test bus server with a fake handler.
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -250,4 +251,63 @@ describe("pve-nat events", () => {
     ];
     for (const line of lines.slice(0, 2)) expect(shapes).toContain(line);
   });
+
+  it("streams events without --count until stopped", async () => {
+    const dir = await newRoot();
+    const srv = await daemon(dir, async () => ({ v: 1, ok: true, message: "" }));
+    const child = spawn(process.execPath, [bundle, "events", "--root", dir], {
+      env: { ...process.env, NODE_PATH: path.resolve("node_modules") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d;
+    });
+    let exited: number | null | undefined;
+    const closed = new Promise<void>((r) =>
+      child.on("close", (code) => {
+        exited = code;
+        r();
+      }),
+    );
+    const event: BusEvent = {
+      type: "conflict",
+      ts: "2026-11-25T15:00:00.000Z",
+      vmid: 108,
+      rules: 0,
+      ms: 0.3,
+      message: "port 822 taken",
+    };
+    try {
+      // Bounded: publish until the subscriber (connecting after its start) prints a line.
+      for (let i = 0; i < 400 && !stdout.includes("\n") && exited === undefined; i++) {
+        await srv.publish(event);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Still running after its first event: no --count means no limit.
+      expect({ exited, stderr }).toEqual({ exited: undefined, stderr: "" });
+      expect(stdout.split("\n")[0]).toBe(
+        '{"type":"conflict","ts":"2026-11-25T15:00:00.000Z","vmid":108,"rules":0,"ms":0.3,"message":"port 822 taken"}',
+      );
+    } finally {
+      child.kill("SIGTERM");
+      await closed;
+    }
+  });
+
+  it.each([["0"], ["-1"], ["1.5"], ["many"], [""]])(
+    "refuses --count %j with exit 2",
+    async (count) => {
+      const dir = await newRoot();
+      const r = await pveNat(["events", "--count", count, "--root", dir]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({
+        code: 2,
+        stderr: "pve-nat: --count needs a positive whole number\n",
+      });
+    },
+  );
 });
