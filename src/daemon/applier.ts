@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { BusEvent } from "../bus/protocol.js";
-import { compareOwners, ownerChain, parseOwnerChain } from "../iptables/chains.js";
+import { compareOwners, ownerChain } from "../iptables/chains.js";
 import { diffLive, renderFlush, renderRestore } from "../iptables/render.js";
 import type { Runner } from "../iptables/runner.js";
 import { type LiveState, parseSave } from "../iptables/save.js";
@@ -8,6 +8,8 @@ import type { Forward, NatPlan, Owner } from "../model.js";
 import type { Clock } from "./clock.js";
 import { type ConntrackDelete, forwardsGone } from "./conntrack.js";
 import { replayPayload } from "./livecache.js";
+import type { LoadScope } from "./plan.js";
+import { createRenderCache, ownerChainOf } from "./rendercache.js";
 
 // The one writer of pve-nat's iptables state (kube-proxy's sync loop, made small):
 // callers mark owners dirty; one cycle at a time loads the plan, renders only what changed into
@@ -31,9 +33,16 @@ export const realIptables: IptablesKit = {
   diffLive,
 };
 
+/** realIptables with rule lines cached per owner (rendercache.ts): the applier's default. */
+export function cachedIptables(): IptablesKit {
+  const cache = createRenderCache();
+  return { parseSave, renderFlush, renderRestore: cache.renderRestore, diffLive: cache.diffLive };
+}
+
 export interface ApplierDeps {
-  /** Reads the node's files and compiles the plan (starting/stopped overrides already applied). */
-  load(): Promise<NatPlan>;
+  /** Reads the node's files and compiles the plan (starting/stopped overrides already applied).
+   *  `scope` says what may have changed since the last cycle (plan.ts re-reads only that). */
+  load(scope?: LoadScope): Promise<NatPlan>;
   runner: Pick<Runner, "restore" | "save" | "backend">;
   publish(event: BusEvent): void;
   log: Logger;
@@ -106,22 +115,45 @@ interface Batch {
   all: boolean;
   full: boolean;
   drift: boolean;
+  check: boolean;
   waiters: Waiter[];
 }
 
 function emptyBatch(): Batch {
-  return { owners: new Set(), all: false, full: false, drift: false, waiters: [] };
+  return { owners: new Set(), all: false, full: false, drift: false, check: false, waiters: [] };
 }
 
 export function ownerOf(f: Forward): Owner {
   return f.vmid ?? "NODE";
 }
 
+/** What a forward's conntrack key (conntrack.ts) is made of, cheap to compare first. */
+function roughKey(f: Forward): string {
+  return `${f.direction}\0${f.proto}\0${f.public.address}\0${f.public.ports}\0${f.private.address}\0${f.private.ports}`;
+}
+
+/** forwardsGone(before, after, owners), without keying every forward of the node: only the
+ *  rendered owners' active forwards and the forwards that could match one of them are passed. */
+export function goneForwards(
+  before: NatPlan,
+  after: NatPlan,
+  owners: ReadonlySet<Owner>,
+): ConntrackDelete[] {
+  const mine = before.forwards.filter((f) => f.state === "active" && owners.has(ownerOf(f)));
+  if (mine.length === 0) return [];
+  const targets = new Set(mine.map((f) => f.private.address));
+  const rough = new Set(mine.map(roughKey));
+  const still = after.forwards.filter(
+    (f) => f.state === "active" && targets.has(f.private.address) && rough.has(roughKey(f)),
+  );
+  return forwardsGone({ ...before, forwards: mine }, { ...after, forwards: still }, owners);
+}
+
 /** Owners that have at least one chain in `live`. */
 export function liveOwners(live: LiveState): Set<Owner> {
   const out = new Set<Owner>();
   for (const name of live.chains.keys()) {
-    const p = parseOwnerChain(name);
+    const p = ownerChainOf(name);
     if (p) out.add(p.owner);
   }
   return out;
@@ -138,7 +170,7 @@ function message(err: unknown): string {
 }
 
 export function createApplier(deps: ApplierDeps): Applier {
-  const ipt = deps.iptables ?? realIptables;
+  const ipt = deps.iptables ?? cachedIptables();
   const { clock, log, runner } = deps;
   const retry = deps.retry ?? { baseMs: 500, maxMs: 30_000 };
 
@@ -222,9 +254,15 @@ export function createApplier(deps: ApplierDeps): Applier {
 
   async function cycle(batch: Batch): Promise<ApplyResult> {
     const t0 = clock.now();
-    const newPlan = await deps.load();
-    const tLoaded = clock.now();
     const full = batch.full || nextFull;
+    // Only what this batch is about is re-read; the watcher re-reads everything each poll.
+    // A check (watcher, post-start) or drift cycle also re-reads every guest's run state.
+    const scope: LoadScope =
+      full || batch.all
+        ? { all: true }
+        : { owners: [...batch.owners], runState: batch.check || batch.drift };
+    const newPlan = await deps.load(scope);
+    const tLoaded = clock.now();
     const fresh = full || batch.drift || live === null;
     let current: LiveState = fresh || live === null ? await readLive() : live;
     const tRead = clock.now();
@@ -280,7 +318,7 @@ export function createApplier(deps: ApplierDeps): Applier {
     plan = newPlan;
     const ms = round(clock.now() - t0);
     if (old && deps.conntrack) {
-      const gone = forwardsGone(old, newPlan, new Set(rendered));
+      const gone = goneForwards(old, newPlan, new Set(rendered));
       if (gone.length > 0) await deps.conntrack(gone);
     }
     log.debug(
@@ -404,7 +442,9 @@ export function createApplier(deps: ApplierDeps): Applier {
       if ("all" in target) next.all = true;
       if ("full" in target) next.full = true;
       if ("drift" in target) next.drift = true;
-      // `check` needs no flag: its waiter alone makes a cycle run, and every cycle diffs.
+      // A check's waiter alone makes a cycle run (every cycle diffs); the flag widens what is
+      // re-read to every guest's run state.
+      if ("check" in target) next.check = true;
       next.waiters.push({ resolve, reject });
       schedule();
     });

@@ -5,12 +5,16 @@ import type { LiveState } from "../iptables/save.js";
 // picture of the live state is updated by replaying the payload instead of running
 // iptables-save again (≈ 100 ms with 500 guests). Only what LiveState tracks is replayed: owned
 // chains and the builtin → entry jumps. A line this replay does not understand returns null
-// (the caller then re-reads), so the cache is never silently wrong.
+// (the caller then re-reads), so the cache is never silently wrong. The cost is the payload's,
+// not the table's: chains the payload does not touch keep their arrays (shared, never mutated —
+// a chain appended to without being declared is copied first).
 
 const BUILTIN_JUMP = /^-([ID]) (PREROUTING|OUTPUT|POSTROUTING)(?: 1)? -j (PVENAT-[A-Z]+)$/;
 
 export function replayPayload(before: LiveState, payload: string): LiveState | null {
-  const chains = new Map([...before.chains].map(([k, v]) => [k, [...v]]));
+  const chains = new Map(before.chains);
+  /** Chains whose array this replay made (free to push to). */
+  const own = new Set<string>();
   const jumps = before.jumps.map((j) => ({ ...j }));
   let table: "nat" | "raw" | null = null;
   for (const line of payload.split("\n")) {
@@ -25,17 +29,25 @@ export function replayPayload(before: LiveState, payload: string): LiveState | n
       const name = decl[1] as string;
       if (!isOwnedChain(name)) return null;
       chains.set(name, []);
+      own.add(name);
       continue;
     }
     const del = /^-X (\S+)$/.exec(line);
     if (del) {
       chains.delete(del[1] as string);
+      own.delete(del[1] as string);
       continue;
     }
     const app = /^-A (\S+) /.exec(line);
     if (app) {
-      const rules = chains.get(app[1] as string);
+      const name = app[1] as string;
+      let rules = chains.get(name);
       if (!rules) return null;
+      if (!own.has(name)) {
+        rules = [...rules];
+        chains.set(name, rules);
+        own.add(name);
+      }
       rules.push(line);
       continue;
     }

@@ -1,8 +1,12 @@
-import type { NatPlan } from "../model.js";
-import { compile } from "../nat/compile.js";
-import { loadNode, type NodePaths } from "../pve/node.js";
+import type { NatPlan, Owner } from "../model.js";
+import { createCompiler } from "../nat/incremental.js";
+import { nodeSource, type RefreshScope } from "../pve/cache.js";
+import type { NodePaths } from "../pve/node.js";
 
 // The applier's view of the node: files + run state, with the daemon's lifecycle overrides.
+// Sources are cached between cycles (pve/cache.ts, shared with the watcher's fingerprint when
+// given the same `paths` object) and compiled per owner (nat/incremental.ts): a cycle for one
+// guest re-validates that guest's files and the shared ones, and re-expands only what changed.
 
 export interface Overrides {
   pending(): ReadonlySet<number>;
@@ -11,16 +15,35 @@ export interface Overrides {
 
 export const noOverrides: Overrides = { pending: () => new Set(), down: () => new Set() };
 
+/** What a cycle re-reads before compiling: everything, or some owners plus the shared files
+ *  (and, with `runState`, every guest's run state). */
+export type LoadScope = RefreshScope;
+
 export function planLoader(
   paths: NodePaths,
   overrides: Overrides = noOverrides,
-): () => Promise<NatPlan> {
-  return async () => {
-    const input = await loadNode(paths, { pending: overrides.pending() });
-    for (const vmid of overrides.down()) {
-      const g = input.guests[vmid];
-      if (g) g.state = "stopped";
+): (scope?: LoadScope) => Promise<NatPlan> {
+  const source = nodeSource(paths);
+  const compiler = createCompiler();
+  return async (scope = { all: true }) => {
+    const pending = overrides.pending();
+    const down = overrides.down();
+    if ("owners" in scope && scope.ownRunState === undefined) {
+      // A starting guest counts as running and a held-down one as stopped, whatever its
+      // run state says: re-reading it (one /proc/net/unix scan per LXC event) changes nothing.
+      const decided = (o: Owner) => o === "NODE" || pending.has(o) || down.has(o);
+      scope = { ...scope, ownRunState: !scope.owners.every(decided) };
     }
-    return compile(input);
+    await source.refresh(scope);
+    let input = source.input({ pending });
+    // The source's value is shared between cycles: held-down guests go into a copy.
+    const held = [...down].filter((vmid) => input.guests[vmid] !== undefined);
+    if (held.length > 0) {
+      const guests = { ...input.guests };
+      for (const vmid of held)
+        guests[vmid] = { ...(guests[vmid] as (typeof guests)[number]), state: "stopped" };
+      input = { ...input, guests };
+    }
+    return compiler.compile(input);
   };
 }

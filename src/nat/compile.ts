@@ -11,16 +11,17 @@ import type {
 import { settleStates } from "./conflicts.js";
 import { type Candidate, expandRule, type RuleContext } from "./expand.js";
 
-// Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput.
+// Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput. The steps are
+// exported for nat/incremental.ts, the daemon's per-owner cached version of compile().
 
-const IFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
+export const IFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
 
 /** Sort-key groups, SPEC §2.3. */
-const HOST = 0;
-const CLUSTER = 1;
-const GUESTS = 2;
+export const HOST = 0;
+export const CLUSTER = 1;
+export const GUESTS = 2;
 
-function compareKeys(a: number[], b: number[]): number {
+export function compareKeys(a: number[], b: number[]): number {
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
     const d = (a[i] ?? -1) - (b[i] ?? -1);
     if (d !== 0) return d;
@@ -28,7 +29,7 @@ function compareKeys(a: number[], b: number[]): number {
   return 0;
 }
 
-interface SourcedRule {
+export interface SourcedRule {
   rule: FwRule;
   /** The GROUP line that brought the rule in, or null for the file's own rules. */
   group: FwRule | null;
@@ -38,7 +39,11 @@ interface SourcedRule {
 /** A file's rules, with GROUP references replaced by the group's rules (from cluster.fw).
  *  A line pve-firewall rejects (e.g. an undefined alias found by checkRefs) is not applied by
  *  pve-firewall either, so it yields no forward; its error is already reported. */
-function rulesOf(fw: FwFile, cluster: FwFile | null, rejected: ReadonlySet<string>): SourcedRule[] {
+export function rulesOf(
+  fw: FwFile,
+  cluster: FwFile | null,
+  rejected: ReadonlySet<string>,
+): SourcedRule[] {
   const out: SourcedRule[] = [];
   const ok = (r: FwRule) => !rejected.has(`${r.file}:${r.line}`);
   for (const rule of fw.rules) {
@@ -58,15 +63,15 @@ function rulesOf(fw: FwFile, cluster: FwFile | null, rejected: ReadonlySet<strin
   return out;
 }
 
-function via(owner: string, group: FwRule | null): string | null {
+export function via(owner: string, group: FwRule | null): string | null {
   return group ? `${owner} via GROUP ${group.action} at ${group.file}:${group.line}` : null;
 }
 
-function firewallEnabled(fw: FwFile | null): boolean {
+export function firewallEnabled(fw: FwFile | null): boolean {
   return fw?.options.enable === "1";
 }
 
-function uniqueDiagnostics(list: Diagnostic[]): Diagnostic[] {
+export function uniqueDiagnostics(list: Diagnostic[]): Diagnostic[] {
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
   for (const d of list) {
@@ -177,7 +182,7 @@ export function compile(input: NodeInput): NatPlan {
   };
 }
 
-function zoneFix(input: NodeInput): boolean {
+export function zoneFix(input: NodeInput): boolean {
   const mode = input.config.conntrackZoneFix;
   if (mode !== "auto") return mode === "yes";
   return Object.values(input.guests).some((g) => g.conf.nics.some((n) => n.firewall));

@@ -3,32 +3,18 @@
 // A broken Proxmox file is a diagnostic, never an exception: one bad guest must not stop the
 // others' forwards. Only a bad pve-nat.conf value throws (the daemon refuses to start on it).
 
-import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
-import { hostname } from "node:os";
 import { DEFAULTS, parseConfig } from "../config/conf.js";
 import { ConfigError } from "../errors.js";
-import type {
-  Config,
-  Diagnostic,
-  FwFile,
-  FwKind,
-  GuestKind,
-  NodeInput,
-  RunState,
-} from "../model.js";
+import type { Config, Diagnostic, GuestKind, NodeInput, RunState } from "../model.js";
 import { PVE_DIR } from "../paths.js";
-import { parseFwFile } from "./fwfile.js";
+import { nodeSource } from "./cache.js";
 import { parseGuestConf } from "./guestconf.js";
 import { ALWAYS_PROTECTED, interfaceIPv4, listeningPorts } from "./host.js";
-import { checkRefs } from "./refs.js";
+import { confVmid, errCode, errText, loadFw, type NodePaths, nodeName, rel } from "./nodefiles.js";
 import { abstractSockets, lxcCommandSocket, qemuRunning } from "./runstate.js";
 
-export interface NodePaths {
-  path(absolute: string): string;
-  configPath: string;
-  node?: string | undefined;
-}
+export { type NodePaths, nodeName } from "./nodefiles.js";
 
 export interface LoadOptions {
   /** Guests whose pre-start hook ran: "starting" while not yet running. */
@@ -64,28 +50,6 @@ export async function readConfig(configPath: string): Promise<ConfigResult> {
   }
   return { ...parseConfig(text, configPath), exists: true };
 }
-
-/** --node, then config `node`, then the short hostname. */
-export function nodeName(paths: NodePaths, config: Config): string {
-  return paths.node ?? config.node ?? (hostname().split(".")[0] || "localhost");
-}
-
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
-function errText(err: unknown): string {
-  return errCode(err) ?? (err instanceof Error ? err.message : String(err));
-}
-
-/** Relative-to-/etc/pve path names used in diagnostics and rule origins. */
-const rel = {
-  cluster: "firewall/cluster.fw",
-  host: (node: string) => `nodes/${node}/host.fw`,
-  guestDir: (node: string, kind: GuestKind) =>
-    `nodes/${node}/${kind === "qemu" ? "qemu-server" : "lxc"}`,
-  guestFw: (vmid: number) => `firewall/${vmid}.fw`,
-};
 
 /** A file under /etc/pve: its text, null when absent, or a diagnostic when unreadable. */
 async function readPve(
@@ -132,9 +96,8 @@ async function listGuests(
       continue;
     }
     for (const name of names.sort()) {
-      const m = /^([1-9]\d{0,8})\.conf$/.exec(name);
-      if (!m) continue;
-      const vmid = Number(m[1]);
+      const vmid = confVmid(name);
+      if (vmid === null) continue;
       const other = guests.get(vmid);
       if (other) {
         diagnostics.push({
@@ -149,33 +112,6 @@ async function listGuests(
     }
   }
   return new Map([...guests].sort((a, b) => a[0] - b[0]));
-}
-
-/** Parses a .fw file and checks its references. The grammar promises not to throw; should a
- *  bug make it, that one file is reported and skipped rather than stopping every forward. */
-function loadFw(
-  text: string | null,
-  file: string,
-  kind: FwKind,
-  cluster: FwFile | null,
-  diagnostics: Diagnostic[],
-): FwFile | null {
-  if (text === null) return null;
-  try {
-    // host.fw: pve-firewall's section rules there depend on what cluster.fw defines.
-    const fw = parseFwFile(text, file, kind, kind === "host" ? cluster : null);
-    // Reference errors belong to the file they occur in, next to its parse errors.
-    fw.diagnostics.push(...checkRefs(fw, kind === "cluster" ? fw : cluster));
-    return fw;
-  } catch (err) {
-    diagnostics.push({
-      file,
-      line: 0,
-      severity: "error",
-      message: `internal error: ${errText(err)}`,
-    });
-    return null;
-  }
 }
 
 export async function loadNode(paths: NodePaths, opts: LoadOptions = {}): Promise<NodeInput> {
@@ -230,36 +166,14 @@ export async function loadNode(paths: NodePaths, opts: LoadOptions = {}): Promis
   return { node, config, publicAddress, hostPorts, cluster, host, guests, diagnostics };
 }
 
-function hash(text: string): string {
-  return createHash("sha1").update(text).digest("base64");
-}
-
-/** Cheap fingerprint of every source the plan depends on, keyed by what it is. Content hashes,
- *  not mtimes: pmxcfs has one-second mtimes and no inotify for edits from other nodes. */
+/** Cheap fingerprint of every source the plan depends on, keyed by what it is: "config",
+ *  "public_address" (when auto), "firewall/cluster.fw", "nodes/<n>/host.fw", and per local guest
+ *  its .conf, its .fw and "run:<vmid>". Values change whenever the content (or run state) does:
+ *  pmxcfs has one-second mtimes and no inotify for edits from other nodes, so the cache behind
+ *  it re-reads by content (cache.ts). Calls with the same `paths` object share that cache with
+ *  the daemon's plan loader, so an apply never re-reads what a poll just read. */
 export async function fingerprint(paths: NodePaths): Promise<Map<string, string>> {
-  const fp = new Map<string, string>();
-  const ignored: Diagnostic[] = [];
-  const configText = await readFile(paths.configPath, "utf8").catch(() => null);
-  fp.set("config", hash(configText ?? "\0absent"));
-  const { config } = parseConfig(configText ?? "", paths.configPath);
-  const node = nodeName(paths, config);
-  const read = async (file: string) => hash((await readPve(paths, file, ignored)) ?? "\0absent");
-
-  if (config.publicAddress === "auto") {
-    // A DHCP-assigned public address may change under us.
-    fp.set("public_address", String(await interfaceIPv4(config.externalInterface)));
-  }
-  fp.set(rel.cluster, await read(rel.cluster));
-  fp.set(rel.host(node), await read(rel.host(node)));
-  const sockets = await abstractSockets();
-  const guests = await listGuests(paths, node, ignored);
-  for (const [vmid, kind] of guests) {
-    const confFile = `${rel.guestDir(node, kind)}/${vmid}.conf`;
-    fp.set(confFile, await read(confFile));
-    fp.set(rel.guestFw(vmid), await read(rel.guestFw(vmid)));
-    const running =
-      kind === "qemu" ? await qemuRunning(paths.path, vmid) : sockets.has(lxcCommandSocket(vmid));
-    fp.set(`run:${vmid}`, running ? "running" : "stopped");
-  }
-  return fp;
+  const source = nodeSource(paths);
+  await source.refresh({ all: true });
+  return source.fingerprint();
 }

@@ -1,0 +1,634 @@
+// The daemon's view of the node's sources, kept between polls and applies (issue 5: no cost of
+// an event may grow with the number of guests). Each file is stat'ed per pass and re-read only
+// when its identity (inode, size, mtime, ctime) changed or its mtime is recent: pmxcfs has
+// one-second mtimes, so an edit within the same second may keep them (SPEC §2 — compare
+// content, not mtime alone). A value is re-parsed only when the text differs. Run state: one
+// read of /proc/net/unix for every LXC guest, a qemu guest's pidfile and cmdline (both small).
+// The watcher's fingerprint and the
+// plan's NodeInput come from the same entries, so an apply re-reads nothing a poll just read.
+//
+// loadNode (node.ts) stays the one-shot reference: input() returns what it would return for
+// the same files (test/unit/pve/cache.test.ts checks them against each other).
+
+import { createHash } from "node:crypto";
+import { lstatSync, readdirSync, readFileSync, type Stats, statSync } from "node:fs";
+import { DEFAULTS, parseConfig } from "../config/conf.js";
+import { ConfigError } from "../errors.js";
+import type {
+  Config,
+  Diagnostic,
+  FwFile,
+  FwKind,
+  GuestConf,
+  GuestKind,
+  NodeInput,
+  Owner,
+  RunState,
+} from "../model.js";
+import { PVE_DIR } from "../paths.js";
+import { parseGuestConf } from "./guestconf.js";
+import { ALWAYS_PROTECTED, interfaceIPv4, listeningPorts } from "./host.js";
+import {
+  confVmid,
+  errCode,
+  errText,
+  internalError,
+  type NodePaths,
+  nodeName,
+  parseFw,
+  refsOf,
+  rel,
+} from "./nodefiles.js";
+import { lxcCommandSocket, qemuPidfile } from "./runstate.js";
+
+/** An mtime (or ctime) this close to now may hide a later edit in the same second. */
+export const RECENT_MS = 2000;
+
+/** What to re-validate: everything (a poll, a full sync), or what some owners depend on
+ *  (their guest files and run state, plus the shared files: config, cluster.fw, host.fw);
+ *  `runState` adds every listed guest's run state (one /proc/net/unix read for LXC). */
+export type RefreshScope =
+  | { all: true }
+  | {
+      owners: readonly Owner[];
+      runState?: boolean;
+      /** false: keep the owners' cached run state (it cannot change the plan, e.g. every owner
+       *  is starting or held down by the lifecycle). Default true. */
+      ownRunState?: boolean;
+    };
+
+export interface NodeSource {
+  refresh(scope: RefreshScope): Promise<void>;
+  /** loadNode's result for the cached sources. Throws ConfigError on a bad pve-nat.conf value.
+   *  The result is shared until a source changes: do not mutate it. */
+  input(opts?: { pending?: ReadonlySet<number> }): NodeInput;
+  /** Per source its content hash (or run state), as node.ts's fingerprint() always gave. */
+  fingerprint(): Map<string, string>;
+}
+
+interface FileEntry {
+  /** "ino:size:mtime:ctime", "absent", or "error". */
+  id: string;
+  text: string | null;
+  /** errText of a failed read (not ENOENT). */
+  error: string | null;
+  /** Bumped (from one counter for all files) whenever text or error changes. */
+  version: number;
+  /** Generation of the last full refresh that saw this path (stale entries are dropped). */
+  seen: number;
+  /** Parsed values, valid for `version` (and, for .fw files, for the cluster.fw they name). */
+  parsed?: { version: number; value: unknown };
+  /** Content hash for the fingerprint, valid for `version`. */
+  hash?: { version: number; value: string };
+}
+
+function contentHash(e: FileEntry): string {
+  if (e.hash?.version !== e.version) {
+    const text = e.text ?? (e.error === null ? "\0absent" : `\0error ${e.error}`);
+    e.hash = { version: e.version, value: createHash("sha1").update(text).digest("base64") };
+  }
+  return e.hash.value;
+}
+
+type FwResult = { fw: FwFile | null; diag: Diagnostic | null };
+
+let versions = 0;
+/** Bumped whenever anything input() reads changes (files, listings, run state, host facts). */
+let changes = 0;
+
+function identity(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+function recent(st: Stats, now: number): boolean {
+  return now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS;
+}
+
+/** pve-container's check: the abstract socket names in /proc/net/unix, as runstate.ts reads
+ *  them (the 8th whitespace-separated field of each line after the header, when it starts
+ *  with '@'), scanned without splitting every line: a node with many guests lists thousands. */
+export function parseUnixSockets(text: string): Set<string> {
+  const names = new Set<string>();
+  const n = text.length;
+  let i = text.indexOf("\n");
+  if (i < 0) return names;
+  i++;
+  const ws = (c: number) => c === 32 || c === 9 || c === 13 || c === 11 || c === 12;
+  while (i < n) {
+    let end = text.indexOf("\n", i);
+    if (end < 0) end = n;
+    // Only lines naming an abstract socket can count.
+    const at = text.indexOf("@", i);
+    if (at >= 0 && at < end) {
+      let p = i;
+      let field = 0;
+      let start = -1;
+      let stop = -1;
+      while (p < end) {
+        while (p < end && ws(text.charCodeAt(p))) p++;
+        if (p >= end) break;
+        const s0 = p;
+        while (p < end && !ws(text.charCodeAt(p))) p++;
+        if (field === 7) {
+          start = s0;
+          stop = p;
+          break;
+        }
+        field++;
+      }
+      if (start >= 0 && text.charCodeAt(start) === 64) names.add(text.slice(start, stop));
+    }
+    i = end + 1;
+  }
+  return names;
+}
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export function createNodeSource(paths: NodePaths): NodeSource {
+  const files = new Map<string, FileEntry>();
+  let generation = 0;
+  let primed = false;
+  /** Guest config names per kind directory (vmid set), or the readdir error. */
+  const listing: Record<GuestKind, { vmids: Set<number>; error: string | null }> = {
+    qemu: { vmids: new Set(), error: null },
+    lxc: { vmids: new Set(), error: null },
+  };
+  let sockets: Set<string> = new Set();
+  const qemuRuns = new Map<number, boolean>();
+  let autoAddress: { iface: string; address: string | null } | null = null;
+  let hostPorts: number[] = [...ALWAYS_PROTECTED].sort((a, b) => a - b);
+  let parsedConfig: {
+    version: number;
+    result: ReturnType<typeof parseConfig> | null;
+  } | null = null;
+
+  // path() joins paths (about a microsecond each); names repeat every pass.
+  const absolute = new Map<string, string>();
+  const pve = (file: string) => {
+    let abs = absolute.get(file);
+    if (abs === undefined) {
+      if (absolute.size > 100_000) absolute.clear();
+      abs = paths.path(`${PVE_DIR}/${file}`);
+      absolute.set(file, abs);
+    }
+    return abs;
+  };
+
+  /** Re-validates one file; returns its entry. */
+  function touch(abs: string, now: number): FileEntry {
+    let e = files.get(abs);
+    if (!e) {
+      e = { id: "", text: null, error: null, version: 0, seen: generation };
+      files.set(abs, e);
+    }
+    e.seen = generation;
+    let st: Stats | undefined;
+    try {
+      st = statSync(abs, { throwIfNoEntry: false });
+    } catch (err) {
+      set(e, "error", null, errText(err));
+      return e;
+    }
+    if (st === undefined) {
+      set(e, "absent", null, null);
+      return e;
+    }
+    const id = identity(st);
+    if (id === e.id && !recent(st, now)) return e;
+    try {
+      set(e, id, readFileSync(abs, "utf8"), null);
+    } catch (err) {
+      if (errCode(err) === "ENOENT") set(e, "absent", null, null);
+      else set(e, "error", null, errText(err));
+    }
+    return e;
+  }
+
+  function set(e: FileEntry, id: string, text: string | null, error: string | null): void {
+    e.id = id;
+    if (e.version !== 0 && e.text === text && e.error === error) return;
+    e.text = text;
+    e.error = error;
+    e.version = ++versions;
+    changes++;
+  }
+
+  function entry(abs: string): FileEntry | undefined {
+    return files.get(abs);
+  }
+
+  function memo<T>(e: FileEntry, make: () => T): T {
+    if (e.parsed?.version !== e.version) e.parsed = { version: e.version, value: make() };
+    return e.parsed.value as T;
+  }
+
+  function configResult(): ReturnType<typeof parseConfig> | null {
+    const e = entry(paths.configPath);
+    if (!e) return null;
+    if (parsedConfig?.version !== e.version) {
+      parsedConfig = {
+        version: e.version,
+        result: e.text === null ? null : parseConfig(e.text, paths.configPath),
+      };
+    }
+    return parsedConfig.result;
+  }
+
+  /** The config for naming the node and the public address (bad values ignored, as before). */
+  function looseConfig(): Config {
+    return configResult()?.config ?? DEFAULTS;
+  }
+
+  function currentNode(): string {
+    return nodeName(paths, looseConfig());
+  }
+
+  function readSockets(): void {
+    let text = "";
+    try {
+      text = readFileSync("/proc/net/unix", "utf8");
+    } catch {
+      // No /proc: no LXC guest runs, as runstate.ts decides.
+    }
+    const next = parseUnixSockets(text);
+    if (next.size !== sockets.size || [...next].some((x) => !sockets.has(x))) changes++;
+    sockets = next;
+  }
+
+  /** qemu-server's check_running (runstate.ts). The command line is read on every pass: a
+   *  pid that exited may linger as a zombie (its /proc entry stays, its cmdline is empty), so
+   *  only the cmdline says the process still is that qemu. */
+  function qemuCheck(vmid: number, now: number): boolean {
+    const pidfile = paths.path(qemuPidfile(vmid));
+    const e = touch(pidfile, now);
+    const m = e.text === null ? null : /^(\d+)\n?$/.exec(e.text);
+    let running = false;
+    if (m) {
+      try {
+        const args = readFileSync(`/proc/${m[1]}/cmdline`, "utf8").split("\0");
+        for (let i = 0; i < args.length - 1; i++) {
+          if ((args[i] === "-pidfile" || args[i] === "--pidfile") && args[i + 1] === pidfile) {
+            running = true;
+            break;
+          }
+        }
+      } catch {
+        running = false;
+      }
+    }
+    if (qemuRuns.get(vmid) !== running) changes++;
+    qemuRuns.set(vmid, running);
+    return running;
+  }
+
+  function listDir(kind: GuestKind): void {
+    const dir = pve(rel.guestDir(currentNode(), kind));
+    const vmids = new Set<number>();
+    let error: string | null = null;
+    try {
+      for (const name of readdirSync(dir)) {
+        const vmid = confVmid(name);
+        if (vmid !== null) vmids.add(vmid);
+      }
+    } catch (err) {
+      if (errCode(err) !== "ENOENT") error = errText(err);
+    }
+    const old = listing[kind];
+    if (
+      old.error === error &&
+      old.vmids.size === vmids.size &&
+      [...vmids].every((v) => old.vmids.has(v))
+    )
+      return;
+    listing[kind] = { vmids, error };
+    kindsCache = null;
+    changes++;
+  }
+
+  /** One guest's directory entries, without listing the whole directory. */
+  function probeGuest(vmid: number): void {
+    const node = currentNode();
+    for (const kind of ["qemu", "lxc"] as const) {
+      if (listing[kind].error !== null) continue;
+      let present = false;
+      try {
+        const st = lstatSync(pve(`${rel.guestDir(node, kind)}/${vmid}.conf`), {
+          throwIfNoEntry: false,
+        });
+        present = st !== undefined;
+      } catch {
+        present = false;
+      }
+      const had = listing[kind].vmids.has(vmid);
+      if (present === had) continue;
+      if (present) listing[kind].vmids.add(vmid);
+      else listing[kind].vmids.delete(vmid);
+      kindsCache = null;
+      changes++;
+    }
+  }
+
+  function kindOf(vmid: number): GuestKind | undefined {
+    return listing.qemu.vmids.has(vmid) ? "qemu" : listing.lxc.vmids.has(vmid) ? "lxc" : undefined;
+  }
+
+  let kindsCache: Map<number, GuestKind> | null = null;
+
+  /** vmid → kind as loadNode's listGuests decides (qemu wins a duplicate), sorted by vmid. */
+  function guestKinds(): Map<number, GuestKind> {
+    if (kindsCache) return kindsCache;
+    const out = new Map<number, GuestKind>();
+    for (const v of listing.qemu.vmids) out.set(v, "qemu");
+    for (const v of listing.lxc.vmids) if (!out.has(v)) out.set(v, "lxc");
+    kindsCache = new Map([...out].sort((a, b) => a[0] - b[0]));
+    return kindsCache;
+  }
+
+  function touchGuest(vmid: number, kind: GuestKind, node: string, now: number): void {
+    touch(pve(`${rel.guestDir(node, kind)}/${vmid}.conf`), now);
+    touch(pve(rel.guestFw(vmid)), now);
+    if (kind === "qemu") qemuCheck(vmid, now);
+  }
+
+  function runningOf(vmid: number, kind: GuestKind): boolean {
+    if (kind === "lxc") return sockets.has(lxcCommandSocket(vmid));
+    return qemuRuns.get(vmid) ?? false;
+  }
+
+  async function refreshAll(): Promise<void> {
+    generation++;
+    const now = Date.now();
+    touch(paths.configPath, now);
+    const config = looseConfig();
+    const node = currentNode();
+    touch(pve(rel.cluster), now);
+    touch(pve(rel.host(node)), now);
+    listDir("qemu");
+    listDir("lxc");
+    readSockets();
+    let n = 0;
+    const kinds = guestKinds();
+    for (const [vmid, kind] of kinds) {
+      touchGuest(vmid, kind, node, now);
+      // Keep the event loop free for hooks during a long pass.
+      if (++n % 256 === 0) await yieldToLoop();
+    }
+    for (const [abs, e] of files) if (e.seen !== generation) files.delete(abs);
+    for (const vmid of qemuRuns.keys()) if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
+
+    let address: string | null = config.publicAddress;
+    if (address === "auto") {
+      const found = await interfaceIPv4(config.externalInterface);
+      if (autoAddress?.iface !== config.externalInterface || autoAddress.address !== found)
+        changes++;
+      autoAddress = { iface: config.externalInterface, address: found };
+      address = found;
+    }
+    const listening = await listeningPorts(address ?? "0.0.0.0");
+    const ports = [...new Set([...ALWAYS_PROTECTED, ...listening])].sort((a, b) => a - b);
+    if (!sameNumbers(ports, hostPorts)) {
+      hostPorts = ports;
+      changes++;
+    }
+    primed = true;
+  }
+
+  async function refreshOwners(
+    owners: readonly Owner[],
+    runState: boolean,
+    ownRunState: boolean,
+  ): Promise<void> {
+    const now = Date.now();
+    const before = entry(paths.configPath)?.version;
+    touch(paths.configPath, now);
+    // Another config may name another node or interface: everything is new then.
+    if (entry(paths.configPath)?.version !== before) return refreshAll();
+    const node = currentNode();
+    touch(pve(rel.cluster), now);
+    touch(pve(rel.host(node)), now);
+    let lxc = false;
+    for (const o of owners) {
+      if (o === "NODE") continue;
+      probeGuest(o);
+      const kind = kindOf(o);
+      if (kind === undefined) continue;
+      touch(pve(`${rel.guestDir(node, kind)}/${o}.conf`), now);
+      touch(pve(rel.guestFw(o)), now);
+      if (!ownRunState) continue;
+      if (kind === "qemu") qemuCheck(o, now);
+      else lxc = true;
+    }
+    if (runState) {
+      for (const [vmid, kind] of guestKinds()) if (kind === "qemu") qemuCheck(vmid, now);
+      readSockets();
+    } else if (lxc) {
+      readSockets();
+    }
+  }
+
+  // Parsed values, memoised on the entries.
+
+  function fwOf(e: FileEntry, file: string, kind: FwKind, cluster: FwFile | null): FwResult | null {
+    if (e.text === null) return null;
+    const text = e.text;
+    // The grammar alone depends only on the text (and, for host.fw, on cluster.fw).
+    const slot = memo(e, () => ({
+      parse: null as { cluster: FwFile | null; fw: FwFile | null; err: unknown } | null,
+      result: null as { cluster: FwFile | null; value: FwResult } | null,
+    }));
+    const parseCluster = kind === "host" ? cluster : null;
+    if (slot.parse === null || slot.parse.cluster !== parseCluster) {
+      try {
+        slot.parse = { cluster: parseCluster, fw: parseFw(text, file, kind, cluster), err: null };
+      } catch (err) {
+        slot.parse = { cluster: parseCluster, fw: null, err };
+      }
+      slot.result = null;
+    }
+    if (slot.result === null || slot.result.cluster !== cluster) {
+      let value: FwResult;
+      const parsed = slot.parse;
+      if (parsed.fw === null) {
+        value = { fw: null, diag: internalError(file, parsed.err) };
+      } else {
+        try {
+          const refs = refsOf(parsed.fw, kind, cluster);
+          value = {
+            fw: { ...parsed.fw, diagnostics: [...parsed.fw.diagnostics, ...refs] },
+            diag: null,
+          };
+        } catch (err) {
+          value = { fw: null, diag: internalError(file, err) };
+        }
+      }
+      slot.result = { cluster, value };
+    }
+    return slot.result.value;
+  }
+
+  function readDiag(file: string, e: FileEntry | undefined, out: Diagnostic[]): string | null {
+    if (!e) return null;
+    if (e.error !== null) {
+      out.push({ file, line: 0, severity: "error", message: `cannot read: ${e.error}` });
+      return null;
+    }
+    return e.text;
+  }
+
+  function loadedFw(
+    file: string,
+    kind: FwKind,
+    cluster: FwFile | null,
+    diagnostics: Diagnostic[],
+  ): FwFile | null {
+    const e = entry(pve(file));
+    if (readDiag(file, e, diagnostics) === null || !e) return null;
+    const r = fwOf(e, file, kind, cluster);
+    if (r?.diag) diagnostics.push(r.diag);
+    return r?.fw ?? null;
+  }
+
+  let lastInput: { key: string; value: NodeInput } | null = null;
+
+  /** The same object while nothing it depends on changed (callers must not mutate it). */
+  function input(opts: { pending?: ReadonlySet<number> } = {}): NodeInput {
+    if (!primed) throw new Error("node source: refresh() before input()");
+    const key = `${changes}\0${[...(opts.pending ?? [])].sort((a, b) => a - b).join(",")}`;
+    if (lastInput?.key === key) return lastInput.value;
+    const value = build(opts);
+    lastInput = { key, value };
+    return value;
+  }
+
+  function build(opts: { pending?: ReadonlySet<number> }): NodeInput {
+    const diagnostics: Diagnostic[] = [];
+    const ce = entry(paths.configPath);
+    if (ce?.error) throw new ConfigError(`cannot read: ${ce.error}`, paths.configPath);
+    const parsed = configResult();
+    let config: Config;
+    if (parsed === null) {
+      config = absentConfig;
+    } else {
+      const first = parsed.errors[0];
+      if (first) throw new ConfigError(first.message, first.file, first.line);
+      config = parsed.config;
+      diagnostics.push(...parsed.unknownKeys);
+    }
+    const node = nodeName(paths, config);
+
+    const cluster = loadedFw(rel.cluster, "cluster", null, diagnostics);
+    const host = loadedFw(rel.host(node), "host", cluster, diagnostics);
+
+    for (const kind of ["qemu", "lxc"] as const) {
+      const error = listing[kind].error;
+      if (error !== null) {
+        diagnostics.push({
+          file: rel.guestDir(node, kind),
+          line: 0,
+          severity: "error",
+          message: `cannot read: ${error}`,
+        });
+      }
+    }
+    // listGuests reads names in sorted (text) order; a vmid in both directories is reported once.
+    const both = [...listing.lxc.vmids]
+      .filter((v) => listing.qemu.vmids.has(v))
+      .map((v) => `${v}.conf`)
+      .sort();
+    for (const name of both) {
+      diagnostics.push({
+        file: `${rel.guestDir(node, "lxc")}/${name}`,
+        line: 0,
+        severity: "error",
+        message: `VMID ${confVmid(name)} is configured both as qemu and lxc guest; the qemu config is used`,
+      });
+    }
+
+    const guests: NodeInput["guests"] = {};
+    for (const [vmid, kind] of guestKinds()) {
+      const confFile = `${rel.guestDir(node, kind)}/${vmid}.conf`;
+      const ce = entry(pve(confFile));
+      const confText = readDiag(confFile, ce, diagnostics);
+      if (confText === null || !ce) continue;
+      const conf = memo<GuestConf>(ce, () => parseGuestConf(confText, vmid, kind, confFile));
+      const fw = loadedFw(rel.guestFw(vmid), "guest", cluster, diagnostics);
+      const running = runningOf(vmid, kind);
+      const state: RunState = running
+        ? "running"
+        : opts.pending?.has(vmid)
+          ? "starting"
+          : "stopped";
+      guests[vmid] = { conf, fw, state };
+    }
+
+    let publicAddress: string | null = config.publicAddress;
+    if (publicAddress === "auto") {
+      publicAddress = autoAddress?.iface === config.externalInterface ? autoAddress.address : null;
+      if (publicAddress === null) {
+        diagnostics.push({
+          file: paths.configPath,
+          line: 0,
+          severity: "warning",
+          message: `public_address = auto, but ${config.externalInterface} has no IPv4 address: forwards need an explicit address (NAT:<address>:<port>)`,
+        });
+      }
+    }
+    return { node, config, publicAddress, hostPorts, cluster, host, guests, diagnostics };
+  }
+
+  function fingerprint(): Map<string, string> {
+    const fp = new Map<string, string>();
+    const v = (abs: string) => {
+      const e = entry(abs);
+      return e ? contentHash(e) : "unread";
+    };
+    fp.set("config", v(paths.configPath));
+    const config = looseConfig();
+    const node = currentNode();
+    if (config.publicAddress === "auto") {
+      // A DHCP-assigned public address may change under us.
+      fp.set("public_address", String(autoAddress?.address ?? null));
+    }
+    fp.set(rel.cluster, v(pve(rel.cluster)));
+    fp.set(rel.host(node), v(pve(rel.host(node))));
+    for (const [vmid, kind] of guestKinds()) {
+      const confFile = `${rel.guestDir(node, kind)}/${vmid}.conf`;
+      fp.set(confFile, v(pve(confFile)));
+      fp.set(rel.guestFw(vmid), v(pve(rel.guestFw(vmid))));
+      fp.set(`run:${vmid}`, runningOf(vmid, kind) ? "running" : "stopped");
+    }
+    return fp;
+  }
+
+  // One config object per absent file, so an unchanged (absent) config keeps its identity.
+  const absentConfig: Config = { ...DEFAULTS, allowHostPorts: [] };
+
+  return {
+    async refresh(scope) {
+      if (!primed || "all" in scope) return refreshAll();
+      return refreshOwners(scope.owners, scope.runState === true, scope.ownRunState !== false);
+    },
+    input,
+    fingerprint,
+  };
+}
+
+const sources = new WeakMap<NodePaths, NodeSource>();
+
+/** One source per `paths` object: the daemon passes the same object to its plan loader and to
+ *  its watcher's fingerprint, which then share one cache. */
+export function nodeSource(paths: NodePaths): NodeSource {
+  let s = sources.get(paths);
+  if (!s) {
+    s = createNodeSource(paths);
+    sources.set(paths, s);
+  }
+  return s;
+}

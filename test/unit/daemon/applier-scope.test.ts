@@ -1,0 +1,83 @@
+// What each cycle asks the plan loader to re-read (plan.ts / pve/cache.ts), and the conntrack
+// shortcut: goneForwards must give forwardsGone's answer without keying every forward.
+import { describe, expect, it } from "vitest";
+import { createApplier, goneForwards } from "../../../src/daemon/applier.js";
+import { forwardsGone } from "../../../src/daemon/conntrack.js";
+import type { LoadScope } from "../../../src/daemon/plan.js";
+import type { Owner } from "../../../src/model.js";
+import { fakeClock, type GuestSpec, makePlan, silent } from "./fixtures.js";
+import { simKernel } from "./sim-kernel.js";
+
+describe("applier load scope", () => {
+  it("full and --all re-read everything; guest events their guests; checks and drift add run state", async () => {
+    const scopes: Array<LoadScope | undefined> = [];
+    const applier = createApplier({
+      load: async (scope) => {
+        scopes.push(scope);
+        return makePlan([{ vmid: 101, port: 8101 }]);
+      },
+      runner: simKernel(),
+      publish: () => {},
+      log: silent,
+      clock: fakeClock(),
+    });
+    await applier.apply({ full: true });
+    await applier.apply({ owners: [101, "NODE"] });
+    await applier.apply({ check: true });
+    await applier.apply({ drift: true });
+    await applier.apply({ all: true });
+    expect(scopes).toEqual([
+      { all: true },
+      { owners: [101, "NODE"], runState: false },
+      { owners: [], runState: true },
+      { owners: [], runState: true },
+      { all: true },
+    ]);
+    await applier.stop();
+  });
+});
+
+describe("goneForwards", () => {
+  const specs: Array<[string, GuestSpec[], GuestSpec[], Owner[]]> = [
+    ["nothing changed", [{ vmid: 101, port: 1 }], [{ vmid: 101, port: 1 }], [101]],
+    ["a port moved", [{ vmid: 101, port: 1 }], [{ vmid: 101, port: 2 }], [101]],
+    ["a target changed", [{ vmid: 101, port: 1 }], [{ vmid: 101, port: 1, to: 80 }], [101]],
+    [
+      "a guest stopped",
+      [
+        { vmid: 101, port: 1 },
+        { vmid: 102, port: 2 },
+      ],
+      [{ vmid: 102, port: 2 }],
+      [101],
+    ],
+    [
+      "lost a conflict",
+      [{ vmid: 101, port: 1 }],
+      [{ vmid: 101, port: 1, state: "conflict" }],
+      [101],
+    ],
+    ["not a rendered owner", [{ vmid: 101, port: 1 }], [{ vmid: 101, port: 2 }], [102]],
+    [
+      "several owners",
+      [
+        { vmid: 101, port: 1 },
+        { vmid: 102, port: 2 },
+      ],
+      [
+        { vmid: 101, port: 3 },
+        { vmid: 102, port: 2, to: 9 },
+      ],
+      [101, 102],
+    ],
+  ];
+  it.each(specs)("%s: same deletions as forwardsGone", (_, before, after, owners) => {
+    const a = makePlan(before);
+    const b = makePlan(after);
+    expect(goneForwards(a, b, new Set(owners))).toEqual(forwardsGone(a, b, new Set(owners)));
+  });
+  it("deletes something in the cases that need it", () => {
+    const a = makePlan([{ vmid: 101, port: 1 }]);
+    expect(goneForwards(a, makePlan([{ vmid: 101, port: 2 }]), new Set([101]))).not.toEqual([]);
+  });
+});

@@ -1,0 +1,263 @@
+// The daemon's cached node reader must give what loadNode reads: a simulated node under --root,
+// random file edits (also same-size rewrites that keep the mtime, unreadable files, a VMID in
+// both directories, another node name, a qemu guest that starts and stops), and after each edit
+// a refresh — of the touched guest only when only its files changed — compared with loadNode.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { NodeInput } from "../../../src/model.js";
+import { rooted } from "../../../src/paths.js";
+import { createNodeSource, type RefreshScope } from "../../../src/pve/cache.js";
+import { loadNode } from "../../../src/pve/node.js";
+import { prng } from "../nat/nodegen.js";
+
+const children: ChildProcess[] = [];
+const roots: string[] = [];
+
+afterAll(async () => {
+  for (const c of children) c.kill("SIGKILL");
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+/** hostPorts describe the machine's listening sockets at read time; compared separately. */
+function comparable(i: NodeInput): NodeInput {
+  return { ...i, hostPorts: [] };
+}
+
+function fwText(r: () => number, vmid: number): string {
+  const rules = Array.from(
+    { length: Math.floor(r() * 4) },
+    (_, j) => `IN ACCEPT -p tcp -dport ${20 + j} # NAT:${800 + Math.floor(r() * 50)}`,
+  );
+  if (r() < 0.2) rules.push("IN ACCEPT -source nosuchalias -p tcp -dport 22 # NAT:900");
+  if (r() < 0.2) rules.push("GROUP web");
+  return `[OPTIONS]\n\nenable: ${vmid % 2}\n\n[RULES]\n\n${rules.join("\n")}\n`;
+}
+
+describe("cached node source", () => {
+  it.each([1, 2, 3, 4, 5, 6])(
+    "reads what loadNode reads after every edit (seed %i)",
+    async (seed) => {
+      const r = prng(seed);
+      const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
+      roots.push(root);
+      const path = (abs: string) => rooted(root, abs);
+      const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+      const put = async (abs: string, text: string) => {
+        await mkdir(dirname(path(abs)), { recursive: true });
+        await rm(path(abs), { recursive: true, force: true });
+        await writeFile(path(abs), text);
+      };
+      const del = (abs: string) => rm(path(abs), { recursive: true, force: true });
+      const conf = (node: string, kind: "qemu" | "lxc", vmid: number) =>
+        `/etc/pve/nodes/${node}/${kind === "qemu" ? "qemu-server" : "lxc"}/${vmid}.conf`;
+      const confText = (kind: "qemu" | "lxc", vmid: number) =>
+        kind === "qemu"
+          ? `name: vm${vmid}\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.${vmid % 200}/24\n`
+          : `hostname: ct${vmid}\nnet0: name=eth0,bridge=vmbr1,ip=10.10.10.${vmid % 200}/24\n`;
+      const config = (node: string, auto = false) =>
+        `node = ${node}\n${auto ? "" : "public_address = 203.0.113.10\n"}`;
+
+      await put("/etc/pve-nat/pve-nat.conf", config("pve1"));
+      await put(
+        "/etc/pve/firewall/cluster.fw",
+        "[ALIASES]\n\nadmin 198.51.100.7\n\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
+      );
+      await put("/etc/pve/nodes/pve1/host.fw", "[RULES]\n\nIN ACCEPT -p tcp -dport 22\n");
+      const vmids = [101, 102, 103, 104, 105];
+      for (const vmid of vmids) {
+        const kind = vmid % 2 ? "lxc" : "qemu";
+        await put(conf("pve1", kind, vmid), confText(kind, vmid));
+        await put(`/etc/pve/firewall/${vmid}.fw`, fwText(r, vmid));
+      }
+      await put(conf("pve2", "lxc", 201), confText("lxc", 201));
+
+      const source = createNodeSource(paths);
+      const pending = new Set([103]);
+      const check = async (scope: RefreshScope, what: string) => {
+        await source.refresh(scope);
+        const want = await loadNode(paths, { pending });
+        expect(comparable(source.input({ pending })), what).toStrictEqual(comparable(want));
+        expect(source.input({ pending })).toMatchObject({
+          hostPorts: expect.arrayContaining([22]),
+        });
+      };
+      await check({ all: true }, "initial");
+
+      let qemu: ChildProcess | null = null;
+      for (let step = 0; step < 30; step++) {
+        const vmid = vmids[Math.floor(r() * vmids.length)] as number;
+        const kind = vmid % 2 ? "lxc" : "qemu";
+        const fw = `/etc/pve/firewall/${vmid}.fw`;
+        const x = r();
+        let scope: RefreshScope = { owners: [vmid] };
+        let what: string;
+        if (x < 0.3) {
+          what = "rewrite a .fw";
+          await put(fw, fwText(r, vmid));
+        } else if (x < 0.4) {
+          what = "same-size edit keeping the mtime";
+          const st = await stat(path(fw)).catch(() => null);
+          const text = fwText(r, vmid);
+          if (st?.isFile()) {
+            await writeFile(path(fw), text);
+            await utimes(path(fw), st.atime, st.mtime);
+          } else {
+            await put(fw, text);
+          }
+        } else if (x < 0.45) {
+          what = "delete a .fw";
+          await del(fw);
+        } else if (x < 0.5) {
+          what = "a .fw that cannot be read";
+          await del(fw);
+          await mkdir(path(fw), { recursive: true });
+        } else if (x < 0.55) {
+          what = "remove a guest";
+          await del(conf("pve1", kind, vmid));
+        } else if (x < 0.62) {
+          what = "add (back) a guest";
+          await put(conf("pve1", kind, vmid), confText(kind, vmid));
+        } else if (x < 0.66) {
+          what = "the same VMID in both directories";
+          await put(conf("pve1", kind === "qemu" ? "lxc" : "qemu", vmid), confText(kind, vmid));
+        } else if (x < 0.72) {
+          what = "a qemu guest starts or stops";
+          const pidfile = path("/var/run/qemu-server/102.pid");
+          scope = { owners: [102] };
+          if (qemu) {
+            const exited = new Promise((res) => qemu?.once("exit", res));
+            qemu.kill("SIGKILL");
+            await exited;
+            qemu = null;
+          } else {
+            qemu = spawn(
+              process.execPath,
+              ["-e", "setTimeout(() => {}, 60000)", "--", "-pidfile", pidfile],
+              {
+                stdio: "ignore",
+              },
+            );
+            children.push(qemu);
+            await put("/var/run/qemu-server/102.pid", `${qemu.pid}\n`);
+            // Wait until its command line is visible.
+            await new Promise((res) => setTimeout(res, 100));
+          }
+        } else if (x < 0.8) {
+          what = "cluster.fw";
+          scope = r() < 0.5 ? { owners: [] } : { all: true };
+          await put(
+            "/etc/pve/firewall/cluster.fw",
+            `[ALIASES]\n\n${r() < 0.5 ? "nosuchalias 198.51.100.9\n" : ""}\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:${8000 + step}\n`,
+          );
+        } else if (x < 0.85) {
+          what = "host.fw";
+          scope = { owners: [] };
+          if (r() < 0.3) await del("/etc/pve/nodes/pve1/host.fw");
+          else
+            await put(
+              "/etc/pve/nodes/pve1/host.fw",
+              `[RULES]\n\nIN ACCEPT -p tcp -dport ${step}\n`,
+            );
+        } else if (x < 0.9) {
+          what = "pve-nat.conf (node name, public address)";
+          scope = { owners: [vmid] };
+          await put("/etc/pve-nat/pve-nat.conf", config(r() < 0.7 ? "pve1" : "pve2", r() < 0.2));
+        } else {
+          what = "poll";
+          scope = { all: true };
+        }
+        await check(scope, `seed ${seed} step ${step}: ${what}`);
+      }
+    },
+  );
+
+  it.each([
+    ["a poll", { all: true }],
+    ["an apply for the guest", { owners: [105] }],
+  ] as const)("sees a same-size edit that keeps inode and mtime on %s", async (_, scope) => {
+    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
+    roots.push(root);
+    const path = (abs: string) => rooted(root, abs);
+    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+    await mkdir(path("/etc/pve/nodes/pve1/lxc"), { recursive: true });
+    await mkdir(path("/etc/pve/firewall"), { recursive: true });
+    await mkdir(path("/etc/pve-nat"), { recursive: true });
+    await writeFile(paths.configPath, "node = pve1\npublic_address = 203.0.113.10\n");
+    await writeFile(path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: a\n");
+    const fw = path("/etc/pve/firewall/105.fw");
+    await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
+    // pmxcfs: whole-second mtimes.
+    const second = Math.floor(Date.now() / 1000);
+    await utimes(fw, second, second);
+    const source = createNodeSource(paths);
+    await source.refresh({ all: true });
+    await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:823\n");
+    await utimes(fw, second, second);
+    await source.refresh(scope);
+    expect(source.input().guests[105]?.fw?.rules[0]?.comment).toBe("NAT:823");
+  });
+
+  it("gives the fingerprint node.ts always gave: content hashes, run state", async () => {
+    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
+    roots.push(root);
+    const path = (abs: string) => rooted(root, abs);
+    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+    await mkdir(path("/etc/pve/nodes/pve1/lxc"), { recursive: true });
+    await mkdir(path("/etc/pve/firewall"), { recursive: true });
+    await mkdir(path("/etc/pve-nat"), { recursive: true });
+    await writeFile(paths.configPath, "node = pve1\npublic_address = 203.0.113.10\n");
+    await writeFile(path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: a\n");
+    await writeFile(path("/etc/pve/firewall/105.fw"), "[RULES]\n");
+    const a = createNodeSource(paths);
+    await a.refresh({ all: true });
+    const b = createNodeSource(paths);
+    await b.refresh({ all: true });
+    expect(a.fingerprint()).toEqual(b.fingerprint());
+    expect([...a.fingerprint().keys()].sort()).toEqual([
+      "config",
+      "firewall/105.fw",
+      "firewall/cluster.fw",
+      "nodes/pve1/host.fw",
+      "nodes/pve1/lxc/105.conf",
+      "run:105",
+    ]);
+    const before = a.fingerprint();
+    await writeFile(path("/etc/pve/firewall/105.fw"), "[RULEZ]\n");
+    await a.refresh({ all: true });
+    expect(a.fingerprint().get("firewall/105.fw")).not.toBe(before.get("firewall/105.fw"));
+    await writeFile(path("/etc/pve/firewall/105.fw"), "[RULES]\n");
+    await a.refresh({ all: true });
+    expect(a.fingerprint()).toEqual(before);
+  });
+});
+
+describe("parseUnixSockets", () => {
+  const header = "Num       RefCount Protocol Flags    Type St Inode Path\n";
+  it.each([
+    [
+      "abstract names only",
+      "0000: 00000002 00000000 00010000 0001 01 20 @/var/lib/lxc/107/command\n0000: 00000002 00000000 00010000 0001 01 21 /run/x.sock\n",
+      ["@/var/lib/lxc/107/command"],
+    ],
+    [
+      "no final newline, tabs, leading spaces",
+      "  0000: 2 0 10000 1 1 20\t@/a b\n0000: 2 0 10000 1 1 22 @c",
+      ["@/a", "@c"],
+    ],
+    ["an '@' outside the path field", "0000@: 2 0 10000 1 1 20 /x\n0000: 2 0 10000 1 1\n", []],
+    ["only a header", "", []],
+  ])("%s, as runstate.ts parses it", async (_, body, want) => {
+    const { parseUnixSockets } = await import("../../../src/pve/cache.js");
+    const text = header + body;
+    const reference = new Set<string>();
+    for (const line of text.split("\n").slice(1)) {
+      const p = line.trim().split(/\s+/)[7];
+      if (p?.startsWith("@")) reference.add(p);
+    }
+    expect([...parseUnixSockets(text)]).toEqual([...reference]);
+    expect([...parseUnixSockets(text)]).toEqual(want);
+  });
+});
