@@ -333,7 +333,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       },
       "cycle",
     );
-    report(newPlan, rendered, planned, removedRules, ms, full);
+    report(newPlan, old, rendered, planned, removedRules, ms, full);
     return { plan: newPlan, rendered, entry, full, restored, ms };
   }
 
@@ -346,6 +346,7 @@ export function createApplier(deps: ApplierDeps): Applier {
 
   function report(
     p: NatPlan,
+    previous: NatPlan | null,
     rendered: Owner[],
     planned: ReadonlySet<Owner>,
     removedRules: ReadonlyMap<Owner, number>,
@@ -369,8 +370,15 @@ export function createApplier(deps: ApplierDeps): Applier {
       }
     }
     const touched = new Set(rendered);
+    // A guest whose only forwards lose a conflict has no chain to rewrite, so "touched" alone
+    // would never report it: a conflict new since the previous plan is reported regardless.
+    const conflictKey = (f: Forward) => `${f.vmid}\0${f.origin}\0${f.proto}\0${f.public.ports}`;
+    const wasConflict = new Set(
+      (previous?.forwards ?? []).filter((f) => f.state === "conflict").map(conflictKey),
+    );
     for (const f of p.forwards) {
-      if (f.state !== "conflict" || !touched.has(ownerOf(f))) continue;
+      if (f.state !== "conflict") continue;
+      if (!touched.has(ownerOf(f)) && wasConflict.has(conflictKey(f))) continue;
       const m = `${f.origin}: ${f.reason ?? "conflict"}`;
       deps.publish({ type: "conflict", ts, vmid: f.vmid, rules: 0, ms, message: m });
       log.warn({ vmid: f.vmid, origin: f.origin }, f.reason ?? "conflict");
