@@ -57,7 +57,9 @@ beforeAll(async () => {
       { vmid: 107, kind: "qemu", firewall: true, plug: false },
       { vmid: 108, kind: "lxc", firewall: false, plug: false },
     ],
-    config: "drift_interval_ms = 1000\n",
+    // Long enough that the "broken" probe right after sabotage almost never races the repair
+    // (the check's phase is unknown), short enough for the repair test's bounded wait.
+    config: "drift_interval_ms = 5000\n",
   });
   for (const r of [...FOREIGN_NAT, ...FOREIGN_RAW])
     await sc.sim.iptables(sc.sim.ns.node, r.split(" "));
@@ -113,7 +115,7 @@ describe("foreign nat and raw rules stay byte-identical", () => {
     expect(await ssh()).not.toMatch(/^SSH/);
     const ms = await within(
       async () => (await livesAsPlanned()) !== null && (await ssh()).startsWith("SSH"),
-      10_000,
+      15_000,
       200,
     );
     expect(ms).not.toBeNull();
