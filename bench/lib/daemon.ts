@@ -1,0 +1,148 @@
+// The daemon under test, its JSON log (cycle timings at debug level) and its event stream.
+import { readFile } from "node:fs/promises";
+import * as zmq from "zeromq";
+import { type BusEvent, parseEvent } from "../../src/bus/protocol.js";
+import { type Background, background } from "./proc.js";
+
+export interface CycleLog {
+  at: number;
+  loadMs: number;
+  readMs: number;
+  restoreMs: number;
+  ms: number;
+  owners: number;
+  entry: boolean;
+  full: boolean;
+}
+
+export interface Daemon {
+  proc: Background;
+  startedAt: number;
+  /** Arrival time (performance.now) and `ms` of the "reconciled" log line. */
+  reconciled: Promise<{ at: number; ms: number }>;
+  cycles: CycleLog[];
+  errors: string[];
+  rssMb(): Promise<{ rss: number; hwm: number }>;
+  stop(): Promise<void>;
+}
+
+export function startDaemon(bin: readonly string[], root: string): Daemon {
+  const cycles: CycleLog[] = [];
+  const errors: string[] = [];
+  let onReconciled: (v: { at: number; ms: number }) => void = () => {};
+  const reconciled = new Promise<{ at: number; ms: number }>((resolve) => {
+    onReconciled = resolve;
+  });
+  const startedAt = performance.now();
+  const proc = background(
+    [...bin, "daemon", "--root", root],
+    (line, at) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      const msg = rec.msg;
+      if (msg === "cycle") {
+        cycles.push({
+          at,
+          loadMs: Number(rec.loadMs),
+          readMs: Number(rec.readMs),
+          restoreMs: Number(rec.restoreMs),
+          ms: Number(rec.ms),
+          owners: Number(rec.owners),
+          entry: rec.entry === true,
+          full: rec.full === true,
+        });
+      } else if (msg === "reconciled") {
+        onReconciled({ at, ms: Number(rec.ms) });
+      }
+      if (typeof rec.level === "number" && rec.level >= 50) errors.push(String(msg));
+    },
+    (line) => errors.push(line),
+  );
+  return {
+    proc,
+    startedAt,
+    reconciled,
+    cycles,
+    errors,
+    async rssMb() {
+      const status = await readFile(`/proc/${proc.pid}/status`, "utf8");
+      const kb = (key: string) =>
+        Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+      return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+    },
+    stop: () => proc.stop("SIGTERM", 10_000),
+  };
+}
+
+export interface Arrived {
+  e: BusEvent;
+  at: number;
+}
+
+/** Collects published events with their arrival time; wait() finds the first matching one
+ *  that arrived after a given time. */
+export interface EventLog {
+  all: Arrived[];
+  wait(match: (a: Arrived) => boolean, timeoutMs: number): Promise<Arrived | null>;
+  close(): void;
+}
+
+export function collectEvents(eventsSocket: string): EventLog {
+  const all: Arrived[] = [];
+  const waiters = new Set<{
+    match: (a: Arrived) => boolean;
+    resolve: (a: Arrived | null) => void;
+  }>();
+  // Our own subscriber (not src/bus/client's generator) so close() ends it at once.
+  const sub = new zmq.Subscriber({ linger: 0 });
+  sub.connect(`ipc://${eventsSocket}`);
+  sub.subscribe();
+  void (async () => {
+    try {
+      for await (const frames of sub) {
+        const at = performance.now();
+        if (frames.length !== 1) continue;
+        const e = parseEvent(frames[0] as Buffer);
+        if ("error" in e) continue;
+        const a = { e, at };
+        all.push(a);
+        for (const w of waiters) {
+          if (w.match(a)) {
+            waiters.delete(w);
+            w.resolve(a);
+          }
+        }
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    all,
+    wait(match, timeoutMs) {
+      const found = all.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve) => {
+        const w = {
+          match,
+          resolve: (a: Arrived | null) => {
+            clearTimeout(t);
+            resolve(a);
+          },
+        };
+        const t = setTimeout(() => {
+          waiters.delete(w);
+          resolve(null);
+        }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+    close() {
+      sub.close();
+    },
+  };
+}

@@ -1,0 +1,581 @@
+// The part of the bench that runs inside the node's network namespace (one backend, every
+// guest count): the daemon, its hooks and events, the floor, the old approach. Prints one
+// "RESULT <json>" line on stdout; progress goes to stderr.
+import path from "node:path";
+import type { Request } from "../../src/bus/protocol.js";
+import { busClient } from "./bus.js";
+import { collectEvents, type Daemon, type EventLog, startDaemon } from "./daemon.js";
+import {
+  type Backend,
+  clearTables,
+  floorPayload,
+  guestChains,
+  saveNat,
+  seedArgv,
+  seedPayload,
+  tool,
+} from "./ipt.js";
+import { background, runOk, sleep, timed, waitFor } from "./proc.js";
+import {
+  editedPort,
+  editFw,
+  FIRST_VMID,
+  publicPort,
+  RULES_PER_GUEST,
+  vmids,
+  writeNode,
+} from "./simnode.js";
+import { mean, median, r1, r2, type Summary, summarize } from "./stats.js";
+
+export interface Runs {
+  /** Hook spawns of each phase (pre-start ones also yield apply events), with as many
+   *  `node -e 0` and `/bin/true`. */
+  hooks: number;
+  /** Apply events in all (hooks + direct bus requests); one floor restore each. */
+  events: number;
+  edits: number;
+  /** Wall-time caps (ms) for the apply loop and the edit loop at one guest count: a daemon
+   *  whose cycle grows with the node would otherwise make the run unbounded. Hitting one is
+   *  reported (budget_hit) with the counts reached. */
+  applyBudgetMs: number;
+  /** Same, for 1000 guests and more (where a per-event cost that grows with the node shows). */
+  applyBudgetBigMs: number;
+  editBudgetMs: number;
+  /** Full seed-equivalent repetitions per guest count (the 1000-guest one is extrapolated). */
+  seedReps: Record<string, number>;
+}
+
+export interface InnerOptions {
+  backend: Backend;
+  counts: number[];
+  /** argv prefix of the pve-nat under test. */
+  bin: string[];
+  /** argv prefix that runs this bench bundle (for the run-state holder). */
+  self: string[];
+  work: string;
+  runs: Runs;
+  /** log_level = debug: the daemon's per-cycle split is recorded (cycle_split, reconcile.split). */
+  debugLog?: boolean;
+  /** argv prefix for the daemon when it differs from `bin` (e.g. under `node --cpu-prof`). */
+  daemonBin?: string[];
+}
+
+export interface SeedResult {
+  rules: number;
+  extrapolated: boolean;
+  /** Whole runs (flush + every append), ms; for the extrapolated count one estimate. */
+  runs_ms: number[];
+  ms_p50: number;
+  flush_ms: number;
+  append_first_ms: number;
+  append_last_ms: number;
+}
+
+export interface CountResult {
+  guests: number;
+  rules: number;
+  reconcile: {
+    wall_ms: number;
+    daemon_ms: number;
+    chains_ok: boolean;
+    /** The first (full) cycle's split from the daemon's debug log. */
+    split: { load_ms: number; read_ms: number; restore_ms: number; total_ms: number } | null;
+  };
+  /** `hook <vmid> post-start` (rules already live: the daemon checks and acks). */
+  hook: Summary;
+  /** `hook <vmid> pre-start` (the daemon applies the guest's rules: one restore). */
+  hook_pre: Summary;
+  hook_failures: number;
+  node_e0: Summary;
+  bin_true: Summary;
+  /** `pve-nat --version`: the executable's start-up alone. */
+  bin_version: Summary;
+  apply: Summary;
+  apply_missing: number;
+  /** Outside view of the direct bus requests: send → reply (the reply means "live"). */
+  apply_outside: Summary;
+  floor: Summary;
+  apply_budget_hit: boolean;
+  /** The daemon's own split of one-guest cycles (debug log), p50 ms. */
+  cycle_split: {
+    load_ms: number;
+    read_ms: number;
+    restore_ms: number;
+    total_ms: number;
+    n: number;
+  };
+  edit: Summary;
+  edit_failures: number;
+  edit_budget_hit: boolean;
+  burst: {
+    events: number;
+    total_ms: number;
+    replies_ok: number;
+    lost: number;
+    chains_missing: number;
+    /** Restores the burst took (null without --debug-log). */
+    cycles: number | null;
+  };
+  rss_mb: { idle: number; after_burst: number; peak: number };
+  seed: SeedResult;
+  daemon_errors: string[];
+}
+
+let label = "";
+const benchStart = performance.now();
+function progress(msg: string): void {
+  const s = ((performance.now() - benchStart) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${s}s ${label}] ${msg}\n`);
+}
+
+function guestCount(save: string): number {
+  return guestChains(save).size;
+}
+
+async function waitChains(backend: Backend, want: number, timeoutMs: number): Promise<boolean> {
+  return waitFor(async () => guestCount(await saveNat(backend)) === want, timeoutMs, 100);
+}
+
+function startHolder(
+  self: readonly string[],
+  count: number,
+): Promise<ReturnType<typeof background>> {
+  return new Promise((resolve, reject) => {
+    const h = background(
+      [...self, "holder", String(FIRST_VMID), String(count)],
+      (line) => {
+        if (line === "ready") {
+          clearTimeout(t);
+          resolve(h);
+        }
+      },
+      (line) => progress(`run-state holder: ${line}`),
+    );
+    const t = setTimeout(() => {
+      void h.stop("SIGKILL");
+      reject(new Error("run-state holder did not get ready"));
+    }, 30_000);
+  });
+}
+
+/** Guests the timing loops rotate over: spread over the node, same rule count each. */
+function sample(count: number): number[] {
+  const ids = vmids(count);
+  const k = Math.min(10, count);
+  return Array.from({ length: k }, (_, i) => ids[Math.floor((i * count) / k)] as number);
+}
+
+async function applyAndFloor(
+  o: InnerOptions,
+  tree: { root: string },
+  events: EventLog,
+  payloads: Map<number, string>,
+  ids: number[],
+  count: number,
+): Promise<
+  Pick<
+    CountResult,
+    | "hook"
+    | "hook_pre"
+    | "hook_failures"
+    | "node_e0"
+    | "bin_true"
+    | "bin_version"
+    | "apply"
+    | "apply_missing"
+    | "apply_outside"
+    | "floor"
+    | "apply_budget_hit"
+  >
+> {
+  const bus = busClient(path.join(tree.root, "run/pve-nat/bus.sock"));
+  const hookPost: number[] = [];
+  const hookPre: number[] = [];
+  const nodeE0: number[] = [];
+  const binTrue: number[] = [];
+  const binVersion: number[] = [];
+  const apply: number[] = [];
+  const outside: number[] = [];
+  const floor: number[] = [];
+  let hookFailures = 0;
+  let missing = 0;
+  const restore = [tool(o.backend, "-restore"), "--noflush", "-w", "10"];
+  const total = o.runs.events;
+  const warmup = 3;
+  const budget = count >= 1000 ? o.runs.applyBudgetBigMs : o.runs.applyBudgetMs;
+  let budgetHit = false;
+  let lastNote = performance.now();
+  const started = performance.now();
+  const runHook = async (vmid: number, phase: "pre-start" | "post-start", into: number[]) => {
+    const r = await timed([...o.bin, "hook", String(vmid), phase, "--root", tree.root]);
+    const okLine = r.code === 0 && /forwards? live/.test(r.stderr);
+    into.push(r.ms);
+    if (!okLine && ++hookFailures <= 3) progress(`hook said: ${r.stderr.trim()}`);
+  };
+  try {
+    for (let i = -warmup; i < total; i++) {
+      if (i >= 0 && performance.now() - started > budget) {
+        budgetHit = true;
+        progress(`apply loop: time budget of ${budget / 1000} s used up after ${i} events`);
+        break;
+      }
+      if (i === 0) hookFailures = 0;
+      const vmid = ids[(i + warmup) % ids.length] as number;
+      const payload = payloads.get(vmid) as string;
+      const record = i >= 0;
+      const sink: number[] = [];
+      const viaHook = i < o.runs.hooks;
+      // Alternate the order so neither side always runs right after the other's work.
+      const floorFirst = i % 2 === 0;
+      const doFloor = async () => {
+        const r = await timed(restore, payload);
+        if (r.code !== 0) throw new Error(`floor restore failed: ${r.stderr}`);
+        if (record) floor.push(r.ms);
+      };
+      if (floorFirst) await doFloor();
+      // pre-start applies the guest's rules at once (SPEC §1): one restore of its two chains,
+      // the floor payload. The event is the same whether a hook process or the bus sends it.
+      const t0 = performance.now();
+      if (viaHook) {
+        await runHook(vmid, "pre-start", record ? hookPre : sink);
+      } else {
+        const req: Request = { v: 1, type: "hook", vmid, phase: "pre-start" };
+        const reply = await bus.call(req, 10_000);
+        if (record && reply?.ok) outside.push(performance.now() - t0);
+        if (!reply?.ok) progress(`bus request failed: ${JSON.stringify(reply)}`);
+      }
+      const ev = await events.wait(
+        (a) => a.at >= t0 && a.e.type === "applied" && a.e.vmid === vmid,
+        5000,
+      );
+      if (record) {
+        if (ev) apply.push(ev.e.ms);
+        else missing++;
+        if (missing >= 5 && apply.length === 0) {
+          progress("no `applied` event for pre-start of a live guest: apply loop abandoned");
+          break;
+        }
+      }
+      if (!floorFirst) await doFloor();
+      if (viaHook) {
+        // post-start of a guest whose rules are live: the daemon checks and acks.
+        await runHook(vmid, "post-start", record ? hookPost : sink);
+        if (record) {
+          nodeE0.push((await timed([process.execPath, "-e", "0"])).ms);
+          binTrue.push((await timed(["/bin/true"])).ms);
+          // The executable's own start-up, no bus: hook minus this is bus + daemon time.
+          binVersion.push((await timed([...o.bin, "--version"])).ms);
+        }
+      }
+      if (record && ((i + 1) % 50 === 0 || performance.now() - lastNote > 15_000)) {
+        lastNote = performance.now();
+        progress(
+          `apply ${i + 1}/${total}: event p50 ${r1(median(apply))} ms, floor p50 ${r1(median(floor))} ms` +
+            (hookPre.length
+              ? `, hook pre/post-start p50 ${r1(median(hookPre))}/${r1(median(hookPost))} ms`
+              : ""),
+        );
+      }
+    }
+  } finally {
+    bus.close();
+  }
+  return {
+    hook: summarize(hookPost),
+    hook_pre: summarize(hookPre),
+    hook_failures: hookFailures,
+    node_e0: summarize(nodeE0),
+    bin_true: summarize(binTrue),
+    bin_version: summarize(binVersion),
+    apply: summarize(apply),
+    apply_missing: missing,
+    apply_outside: summarize(outside),
+    floor: summarize(floor),
+    apply_budget_hit: budgetHit,
+  };
+}
+
+async function edits(
+  o: InnerOptions,
+  tree: { root: string; pollIntervalMs: number },
+  events: EventLog,
+  ids: number[],
+): Promise<{ edit: Summary; edit_failures: number; edit_budget_hit: boolean }> {
+  const ms: number[] = [];
+  let failures = 0;
+  let budgetHit = false;
+  const started = performance.now();
+  const variant = new Map<number, 0 | 1>();
+  for (let i = 0; i < o.runs.edits; i++) {
+    if (performance.now() - started > o.runs.editBudgetMs) {
+      budgetHit = true;
+      progress(`edits: time budget of ${o.runs.editBudgetMs / 1000} s used up after ${i} edits`);
+      break;
+    }
+    const vmid = ids[i % ids.length] as number;
+    const v: 0 | 1 = variant.get(vmid) === 1 ? 0 : 1;
+    variant.set(vmid, v);
+    // A random phase against the watcher's poll, so the samples cover the whole interval.
+    await sleep(Math.random() * tree.pollIntervalMs);
+    const t0 = performance.now();
+    await editFw(tree.root, vmid, v);
+    const ev = await events.wait(
+      (a) => a.at >= t0 && a.e.type === "applied" && a.e.vmid === vmid,
+      3 * tree.pollIntervalMs + 5000,
+    );
+    if (!ev) {
+      failures++;
+      continue;
+    }
+    ms.push(ev.at - t0);
+    // Not timed: the event must mean the edited rule is in the kernel.
+    const lines = (await saveNat(o.backend))
+      .split("\n")
+      .filter((l) => l.startsWith(`-A PVENAT-${vmid}-DNAT `));
+    const want = v === 1 ? editedPort(vmid) : publicPort(vmid, 0);
+    const gone = v === 1 ? publicPort(vmid, 0) : editedPort(vmid);
+    const has = (port: number) => lines.some((l) => l.includes(`--dport ${port} `));
+    if (!has(want) || has(gone)) failures++;
+    if ((i + 1) % 10 === 0) progress(`edits ${i + 1}/${o.runs.edits}: p50 ${r1(median(ms))} ms`);
+  }
+  return { edit: summarize(ms), edit_failures: failures, edit_budget_hit: budgetHit };
+}
+
+async function burst(
+  o: InnerOptions,
+  tree: { root: string; socket: string; pollIntervalMs: number },
+  count: number,
+  daemon: Daemon,
+  holder: { h: ReturnType<typeof background> },
+): Promise<CountResult["burst"]> {
+  // Every guest stops. The sampled guests got pre-start hooks (start grace: their rules stay
+  // while "starting"), so they get the post-stop Proxmox sends; the rest just lose their run
+  // state, and the watcher removes their chains.
+  const stopper = busClient(tree.socket);
+  await stopper.burst(
+    sample(count).map((vmid) => ({ v: 1, type: "hook", vmid, phase: "post-stop" }) as Request),
+    60_000,
+  );
+  stopper.close();
+  await holder.h.stop();
+  if (!(await waitChains(o.backend, 0, 10 * tree.pollIntervalMs + 10_000))) {
+    throw new Error("chains not removed after the guests stopped");
+  }
+  await sleep(tree.pollIntervalMs + 200);
+  const cyclesBefore = daemon.cycles.length;
+  // The guests come back; their post-start events go out as fast as one socket sends them.
+  holder.h = await startHolder(o.self, count);
+  const bus = busClient(tree.socket);
+  const reqs: Request[] = vmids(count).map((vmid) => ({
+    v: 1,
+    type: "hook",
+    vmid,
+    phase: "post-start",
+  }));
+  const { sentAt, replies } = await bus.burst(reqs, 60_000);
+  bus.close();
+  const ok = replies.filter((r) => r?.reply.ok === true);
+  const last = ok.length > 0 ? Math.max(...ok.map((r) => r?.at ?? 0)) : Number.NaN;
+  const live = guestCount(await saveNat(o.backend));
+  return {
+    events: count,
+    total_ms: r1(last - sentAt),
+    replies_ok: ok.length,
+    lost: count - ok.length + Math.max(0, count - live),
+    chains_missing: Math.max(0, count - live),
+    // Known from the debug log only (--debug-log).
+    cycles: o.debugLog ? daemon.cycles.length - cyclesBefore : null,
+  };
+}
+
+async function seed(o: InnerOptions, save: string, count: number): Promise<SeedResult> {
+  const argvs = seedArgv(o.backend, guestChains(save));
+  const flushArgv = [tool(o.backend, ""), "-w", "-t", "nat", "-F"];
+  const restore = [tool(o.backend, "-restore"), "--noflush", "-w", "10"];
+  const appendAll = async (list: readonly string[][]) => {
+    const times: number[] = [];
+    for (const a of list) {
+      const r = await timed(a);
+      if (r.code !== 0) throw new Error(`${a.join(" ")}: ${r.stderr}`);
+      times.push(r.ms);
+    }
+    return times;
+  };
+  const extrapolate = argvs.length > 1500;
+  if (!extrapolate) {
+    await clearTables(o.backend);
+    await runOk(restore, seedPayload(argvs));
+    const runs: number[] = [];
+    let flushMs = 0;
+    let first: number[] = [];
+    const reps = o.runs.seedReps[String(count)] ?? 3;
+    for (let rep = 0; rep < reps; rep++) {
+      const t0 = performance.now();
+      const f = await timed(flushArgv);
+      const times = await appendAll(argvs);
+      runs.push(performance.now() - t0);
+      flushMs = f.ms;
+      first = times;
+      progress(`seed-equivalent ${rep + 1}/${reps}: ${Math.round(runs.at(-1) as number)} ms`);
+    }
+    await clearTables(o.backend);
+    return {
+      rules: argvs.length,
+      extrapolated: false,
+      runs_ms: runs.map(r1),
+      ms_p50: r1(median(runs)),
+      flush_ms: r1(flushMs),
+      append_first_ms: r2(mean(first)),
+      append_last_ms: r2(mean(first.slice(-Math.min(500, first.length)))),
+    };
+  }
+  // Too long to run in full (legacy appends copy the whole table): the first 500 appends into
+  // an empty table, the last 500 into a table holding the others, a flush of the full table;
+  // the total assumes per-append cost grows linearly between the two ends.
+  const k = 500;
+  await clearTables(o.backend);
+  progress(`seed-equivalent: first ${k} of ${argvs.length} appends`);
+  const firstTimes = await appendAll(argvs.slice(0, k));
+  await clearTables(o.backend);
+  await runOk(restore, seedPayload(argvs.slice(0, argvs.length - k)));
+  progress(`seed-equivalent: last ${k} of ${argvs.length} appends`);
+  const lastTimes = await appendAll(argvs.slice(-k));
+  const f = await timed(flushArgv);
+  const est = f.ms + (argvs.length * (mean(firstTimes) + mean(lastTimes))) / 2;
+  await clearTables(o.backend);
+  return {
+    rules: argvs.length,
+    extrapolated: true,
+    runs_ms: [r1(est)],
+    ms_p50: r1(est),
+    flush_ms: r1(f.ms),
+    append_first_ms: r2(mean(firstTimes)),
+    append_last_ms: r2(mean(lastTimes)),
+  };
+}
+
+async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
+  label = `${o.backend} ${count} guests`;
+  const tree = await writeNode(path.join(o.work, `n${count}`), count, o.backend, o.debugLog);
+  await clearTables(o.backend);
+  const holder = { h: await startHolder(o.self, count) };
+  let daemon: Daemon | null = null;
+  let events: EventLog | null = null;
+  try {
+    progress("starting the daemon (reconcile)");
+    daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
+    const rec = await Promise.race([
+      daemon.reconciled,
+      sleep(60_000).then(() => null),
+      daemon.proc.exited.then(() => null),
+    ]);
+    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
+    const reconcileWall = rec.at - daemon.startedAt;
+    const first = daemon.cycles.find((c) => c.full);
+    const reconcileSplit = first
+      ? {
+          load_ms: first.loadMs,
+          read_ms: first.readMs,
+          restore_ms: first.restoreMs,
+          total_ms: first.ms,
+        }
+      : null;
+    const save = await saveNat(o.backend);
+    const chains = guestChains(save);
+    const chainsOk =
+      chains.size === count &&
+      [...chains.values()].every((g) => g.dnat.length + g.snat.length === RULES_PER_GUEST);
+    progress(
+      `reconciled in ${r1(reconcileWall)} ms (daemon: ${rec.ms} ms), chains ok: ${chainsOk}`,
+    );
+    const rssIdle = await daemon.rssMb();
+
+    events = collectEvents(tree.eventsSocket);
+    // The subscription is live once an event gets through (zeromq's slow joiner).
+    const ids = sample(count);
+    const bus = busClient(tree.socket);
+    const joined = await waitFor(
+      async () => {
+        const t0 = performance.now();
+        await bus.call({ v: 1, type: "hook", vmid: ids[0] as number, phase: "pre-start" }, 5000);
+        return (await (events as EventLog).wait((a) => a.at >= t0, 300)) !== null;
+      },
+      10_000,
+      10,
+    );
+    bus.close();
+    if (!joined) throw new Error("no events from the daemon");
+
+    const payloads = new Map<number, string>();
+    for (const vmid of ids)
+      payloads.set(vmid, floorPayload(vmid, chains.get(vmid) ?? { dnat: [], snat: [] }));
+    const cycleStart = daemon.cycles.length;
+    const af = await applyAndFloor(o, tree, events, payloads, ids, count);
+    const one = daemon.cycles.slice(cycleStart).filter((c) => c.owners === 1 && !c.full);
+    const cycleSplit = {
+      load_ms: r1(median(one.map((c) => c.loadMs))),
+      read_ms: r1(median(one.map((c) => c.readMs))),
+      restore_ms: r1(median(one.map((c) => c.restoreMs))),
+      total_ms: r1(median(one.map((c) => c.ms))),
+      n: one.length,
+    };
+    if (o.debugLog) {
+      progress(
+        `cycle split p50: load ${cycleSplit.load_ms} ms, restore ${cycleSplit.restore_ms} ms`,
+      );
+    }
+
+    progress(`edit→live: ${o.runs.edits} edits`);
+    const ed = await edits(o, tree, events, ids);
+
+    progress(`burst: ${count} post-start events`);
+    const b = await burst(o, tree, count, daemon, holder);
+    progress(`burst: all live in ${b.total_ms} ms, lost ${b.lost}`);
+    const rssAfter = await daemon.rssMb();
+
+    const finalSave = await saveNat(o.backend);
+    events.close();
+    events = null;
+    await daemon.stop();
+    const daemonErrors = daemon.errors.slice(0, 10);
+    daemon = null;
+
+    progress("seed-equivalent (old approach)");
+    const s = await seed(o, finalSave, count);
+    progress(`seed-equivalent: ${s.ms_p50} ms${s.extrapolated ? " (extrapolated)" : ""}`);
+
+    return {
+      guests: count,
+      rules: count * RULES_PER_GUEST,
+      reconcile: {
+        wall_ms: r1(reconcileWall),
+        daemon_ms: rec.ms,
+        chains_ok: chainsOk,
+        split: reconcileSplit,
+      },
+      ...af,
+      cycle_split: cycleSplit,
+      ...ed,
+      burst: b,
+      rss_mb: { idle: r1(rssIdle.rss), after_burst: r1(rssAfter.rss), peak: r1(rssAfter.hwm) },
+      seed: s,
+      daemon_errors: daemonErrors,
+    };
+  } finally {
+    events?.close();
+    await daemon?.stop();
+    await holder.h.stop();
+  }
+}
+
+export async function runInner(o: InnerOptions): Promise<void> {
+  const results: CountResult[] = [];
+  for (const count of o.counts) results.push(await oneCount(o, count));
+  await clearTables(o.backend);
+  await new Promise<void>((resolve) =>
+    process.stdout.write(
+      `RESULT ${JSON.stringify({ backend: o.backend, counts: results })}\n`,
+      () => resolve(),
+    ),
+  );
+}

@@ -1,0 +1,314 @@
+// Figures the issue asks for, derived from the raw per-count results; the table; the targets.
+import { table } from "../../src/cli/format.js";
+import type { CountResult } from "./inner.js";
+import { r1, r2 } from "./stats.js";
+
+export interface Figures {
+  guests: number;
+  rules: number;
+  /** `hook <vmid> post-start`, as the issue names it (rules already live: check + ack). */
+  hook_ms: { p50: number; p95: number; n: number; failures: number };
+  /** `hook <vmid> pre-start`: the daemon applies the guest's rules before it acks. */
+  hook_pre_start_ms: { p50: number; p95: number; n: number };
+  node_e0_ms: { p50: number; p95: number };
+  bin_true_ms: { p50: number; p95: number };
+  pve_nat_version_ms: { p50: number; p95: number };
+  apply_ms: { p50: number; p99: number; n: number; missing: number; budget_hit: boolean };
+  apply_outside_ms: { p50: number; p99: number; n: number };
+  floor_ms: { p50: number; p99: number; n: number };
+  apply_over_floor: { p50: number; p99: number };
+  daemon_cycle_split_p50_ms: CountResult["cycle_split"];
+  seed_equivalent_ms: {
+    ms: number;
+    extrapolated: boolean;
+    ratio_to_apply: number;
+    rules: number;
+    runs_ms: number[];
+    flush_ms: number;
+    append_first_ms: number;
+    append_last_ms: number;
+  };
+  reconcile_ms: number;
+  reconcile_daemon_ms: number;
+  reconcile_split_ms: CountResult["reconcile"]["split"];
+  edit_to_live_ms: {
+    p50: number;
+    p95: number;
+    n: number;
+    failures: number;
+    budget_hit: boolean;
+  };
+  burst: CountResult["burst"];
+  rss_mb: number;
+  rss_detail_mb: CountResult["rss_mb"];
+}
+
+export interface BackendReport {
+  backend: "nf_tables" | "legacy";
+  counts: Record<string, Figures>;
+  growth: {
+    from: number;
+    to: number;
+    apply_p50: number;
+    floor_p50: number;
+    ratio_to_floor_growth: number;
+  } | null;
+  daemon_errors: string[];
+}
+
+export interface Target {
+  backend: string;
+  what: string;
+  target: string;
+  value: string;
+  met: boolean;
+}
+
+export function figures(c: CountResult): Figures {
+  const ratio = (a: number, b: number) => r2(a / b);
+  return {
+    guests: c.guests,
+    rules: c.rules,
+    hook_ms: { p50: c.hook.p50, p95: c.hook.p95, n: c.hook.n, failures: c.hook_failures },
+    hook_pre_start_ms: { p50: c.hook_pre.p50, p95: c.hook_pre.p95, n: c.hook_pre.n },
+    node_e0_ms: { p50: c.node_e0.p50, p95: c.node_e0.p95 },
+    bin_true_ms: { p50: c.bin_true.p50, p95: c.bin_true.p95 },
+    pve_nat_version_ms: { p50: c.bin_version.p50, p95: c.bin_version.p95 },
+    apply_ms: {
+      p50: c.apply.p50,
+      p99: c.apply.p99,
+      n: c.apply.n,
+      missing: c.apply_missing,
+      budget_hit: c.apply_budget_hit,
+    },
+    apply_outside_ms: { p50: c.apply_outside.p50, p99: c.apply_outside.p99, n: c.apply_outside.n },
+    floor_ms: { p50: c.floor.p50, p99: c.floor.p99, n: c.floor.n },
+    apply_over_floor: {
+      p50: ratio(c.apply.p50, c.floor.p50),
+      p99: ratio(c.apply.p99, c.floor.p99),
+    },
+    daemon_cycle_split_p50_ms: c.cycle_split,
+    seed_equivalent_ms: {
+      ms: c.seed.ms_p50,
+      extrapolated: c.seed.extrapolated,
+      ratio_to_apply: r1(c.seed.ms_p50 / c.apply.p50),
+      rules: c.seed.rules,
+      runs_ms: c.seed.runs_ms,
+      flush_ms: c.seed.flush_ms,
+      append_first_ms: c.seed.append_first_ms,
+      append_last_ms: c.seed.append_last_ms,
+    },
+    reconcile_ms: c.reconcile.wall_ms,
+    reconcile_daemon_ms: c.reconcile.daemon_ms,
+    reconcile_split_ms: c.reconcile.split,
+    edit_to_live_ms: {
+      p50: c.edit.p50,
+      p95: c.edit.p95,
+      n: c.edit.n,
+      failures: c.edit_failures,
+      budget_hit: c.edit_budget_hit,
+    },
+    burst: c.burst,
+    rss_mb: c.rss_mb.after_burst,
+    rss_detail_mb: c.rss_mb,
+  };
+}
+
+export function backendReport(backend: "nft" | "legacy", counts: CountResult[]): BackendReport {
+  const byCount: Record<string, Figures> = {};
+  for (const c of counts) byCount[String(c.guests)] = figures(c);
+  const sorted = [...counts].sort((a, b) => a.guests - b.guests);
+  const lo = sorted[0];
+  const hi = sorted.at(-1);
+  const growth =
+    lo && hi && hi.guests > lo.guests
+      ? {
+          from: lo.guests,
+          to: hi.guests,
+          apply_p50: r2(hi.apply.p50 / lo.apply.p50),
+          floor_p50: r2(hi.floor.p50 / lo.floor.p50),
+          ratio_to_floor_growth: r2(hi.apply.p50 / lo.apply.p50 / (hi.floor.p50 / lo.floor.p50)),
+        }
+      : null;
+  return {
+    backend: backend === "nft" ? "nf_tables" : "legacy",
+    counts: byCount,
+    growth,
+    daemon_errors: counts.flatMap((c) => c.daemon_errors),
+  };
+}
+
+export function targets(reports: readonly BackendReport[]): Target[] {
+  const out: Target[] = [];
+  const ms = (x: number) => `${r1(x)} ms`;
+  for (const rep of reports) {
+    const b = rep.backend;
+    const counts = Object.values(rep.counts).sort((x, y) => x.guests - y.guests);
+    const big = counts.at(-1);
+    for (const f of counts) {
+      const limit = f.node_e0_ms.p50 + f.floor_ms.p50 + 25;
+      out.push({
+        backend: b,
+        what: `hook post-start p50 @${f.guests}`,
+        target: `≤ node -e 0 p50 + floor p50 + 25 ms = ${ms(limit)}`,
+        value: ms(f.hook_ms.p50),
+        met: f.hook_ms.p50 <= limit && f.hook_ms.failures === 0,
+      });
+      out.push({
+        backend: b,
+        what: `hook pre-start p50 @${f.guests}`,
+        target: `≤ ${ms(limit)} (same bound; this hook waits for a restore)`,
+        value: ms(f.hook_pre_start_ms.p50),
+        met: f.hook_pre_start_ms.p50 <= limit && f.hook_ms.failures === 0,
+      });
+      out.push({
+        backend: b,
+        what: `apply p50 @${f.guests}`,
+        target: `≤ 1.3 × floor p50 = ${ms(1.3 * f.floor_ms.p50)}`,
+        value: `${ms(f.apply_ms.p50)} (${f.apply_over_floor.p50}×)`,
+        met: f.apply_ms.p50 <= 1.3 * f.floor_ms.p50 && f.apply_ms.missing === 0,
+      });
+      out.push({
+        backend: b,
+        what: `apply p99 @${f.guests}`,
+        target: `≤ 1.3 × floor p99 = ${ms(1.3 * f.floor_ms.p99)}`,
+        value: `${ms(f.apply_ms.p99)} (${f.apply_over_floor.p99}×)`,
+        met: f.apply_ms.p99 <= 1.3 * f.floor_ms.p99,
+      });
+      out.push({
+        backend: b,
+        what: `edit→live p95 @${f.guests}`,
+        target: "≤ 2000 ms",
+        value: ms(f.edit_to_live_ms.p95),
+        met: f.edit_to_live_ms.p95 <= 2000 && f.edit_to_live_ms.failures === 0,
+      });
+    }
+    if (rep.growth) {
+      const g = rep.growth;
+      out.push({
+        backend: b,
+        what: `apply growth ${g.from}→${g.to}`,
+        target: `≤ 1.2 × floor growth (${g.floor_p50}×) = ${r2(1.2 * g.floor_p50)}×`,
+        value: `${g.apply_p50}×`,
+        met: g.apply_p50 <= 1.2 * g.floor_p50,
+      });
+    }
+    if (big) {
+      const at = `@${big.guests}`;
+      out.push({
+        backend: b,
+        what: `seed-equivalent ÷ apply ${at}`,
+        target: "≥ 100",
+        value: `${big.seed_equivalent_ms.ratio_to_apply}${big.seed_equivalent_ms.extrapolated ? " (extrapolated)" : ""}`,
+        met: big.seed_equivalent_ms.ratio_to_apply >= 100,
+      });
+      out.push({
+        backend: b,
+        what: `reconcile ${at}`,
+        target: "≤ 1000 ms",
+        value: `${ms(big.reconcile_ms)} (daemon's own: ${ms(big.reconcile_daemon_ms)})`,
+        met: big.reconcile_ms <= 1000,
+      });
+      out.push({
+        backend: b,
+        what: `burst ${at}`,
+        target: "≤ 3000 ms, 0 lost",
+        value: `${ms(big.burst.total_ms)}, ${big.burst.lost} lost`,
+        met: big.burst.total_ms <= 3000 && big.burst.lost === 0,
+      });
+      out.push({
+        backend: b,
+        what: `RSS ${at}`,
+        target: "≤ 100 MB",
+        value: `${big.rss_mb} MB`,
+        met: big.rss_mb <= 100,
+      });
+    }
+  }
+  return out;
+}
+
+const p = (a: number, b: number) => `${a} / ${b}`;
+
+export function renderTables(reports: readonly BackendReport[]): string {
+  const rows: string[][] = [];
+  const rows2: string[][] = [];
+  for (const rep of reports) {
+    for (const f of Object.values(rep.counts).sort((x, y) => x.guests - y.guests)) {
+      rows.push([
+        rep.backend,
+        String(f.guests),
+        p(f.hook_ms.p50, f.hook_ms.p95),
+        p(f.hook_pre_start_ms.p50, f.hook_pre_start_ms.p95),
+        `${f.node_e0_ms.p50} / ${f.bin_true_ms.p50} / ${f.pve_nat_version_ms.p50}`,
+        `${p(f.apply_ms.p50, f.apply_ms.p99)}${f.apply_ms.budget_hit ? ` (n=${f.apply_ms.n})†` : ""}`,
+        p(f.floor_ms.p50, f.floor_ms.p99),
+        p(f.apply_over_floor.p50, f.apply_over_floor.p99),
+        `${f.seed_equivalent_ms.ms}${f.seed_equivalent_ms.extrapolated ? "*" : ""}`,
+        `${f.seed_equivalent_ms.ratio_to_apply}×`,
+      ]);
+      rows2.push([
+        rep.backend,
+        String(f.guests),
+        p(f.reconcile_ms, f.reconcile_daemon_ms),
+        `${p(f.edit_to_live_ms.p50, f.edit_to_live_ms.p95)}${f.edit_to_live_ms.budget_hit ? ` (n=${f.edit_to_live_ms.n})†` : ""}`,
+        `${f.burst.total_ms} (${f.burst.events} ev${f.burst.cycles === null ? "" : `, ${f.burst.cycles} restores`})`,
+        String(f.burst.lost),
+        String(f.rss_mb),
+        f.daemon_cycle_split_p50_ms.n > 0
+          ? p(f.daemon_cycle_split_p50_ms.load_ms, f.daemon_cycle_split_p50_ms.restore_ms)
+          : "(--debug-log)",
+      ]);
+    }
+  }
+  const t1 = table(
+    [
+      "backend",
+      "guests",
+      "hook post-start p50/p95",
+      "hook pre-start p50/p95",
+      "node -e 0 / true / pve-nat --version p50",
+      "apply p50/p99",
+      "floor p50/p99",
+      "apply÷floor p50/p99",
+      "seed-equiv",
+      "seed÷apply",
+    ],
+    rows,
+  );
+  const t2 = table(
+    [
+      "backend",
+      "guests",
+      "reconcile wall/daemon",
+      "edit→live p50/p95",
+      "burst all live",
+      "lost",
+      "RSS MB",
+      "daemon load/restore p50",
+    ],
+    rows2,
+  );
+  const growth = reports
+    .filter((r) => r.growth)
+    .map(
+      (r) =>
+        `${r.backend}: apply p50 growth ${r.growth?.from}→${r.growth?.to} guests ${r.growth?.apply_p50}×, floor's own growth ${r.growth?.floor_p50}×`,
+    );
+  return [
+    "All times in ms (medians/percentiles; run counts in bench/results.json). * = extrapolated;",
+    "† = time budget for that loop used up before the issue's minimum run count (each event took too long).",
+    t1,
+    "",
+    t2,
+    "",
+    ...growth,
+  ].join("\n");
+}
+
+export function renderTargets(ts: readonly Target[]): string {
+  return table(
+    ["", "backend", "figure", "target", "measured"],
+    ts.map((t) => [t.met ? "met" : "MISSED", t.backend, t.what, t.target, t.value]),
+  );
+}
