@@ -298,6 +298,25 @@ describe("the .deb: install, use, purge (in a test namespace)", () => {
     expect(statSync("/run/pve-nat").mode & 0o777).toBe(0o700);
   }, 30_000);
 
+  // Issue 4: the end-to-end scenarios against the installed binary, not the TypeScript
+  // sources. A representative part (guest lifecycle with real traffic, and the robustness
+  // cases: daemon down, kill -9 mid-burst, malformed input) in a child vitest run; its
+  // scenarios build their own namespaces, so nothing here touches this test's namespace.
+  it("the lifecycle and robustness e2e suites pass against /usr/bin/pve-nat", async () => {
+    const suites = ["test/e2e/lifecycle.test.ts", "test/e2e/robustness.test.ts"];
+    const r = await run(
+      [process.execPath, path.join(REPO, "node_modules/vitest/vitest.mjs"), "run", ...suites],
+      { cwd: REPO, env: { ...process.env, PVE_NAT_BIN: "/usr/bin/pve-nat" }, timeoutMs: 400_000 },
+    );
+    const tail = `${r.stdout}\n${r.stderr}`.slice(-3000);
+    expect(r.code, tail).toBe(0);
+    // Guard against a child run that executed nothing: vitest prints "Tests  N passed".
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips vitest's colours
+    const plain = r.stdout.replace(/\x1b\[[0-9;]*m/g, "");
+    const passed = /Tests\s+(\d+) passed/.exec(plain);
+    expect(Number(passed?.[1] ?? 0), tail).toBeGreaterThanOrEqual(10);
+  }, 420_000);
+
   it("purge flushes pve-nat's chains only and leaves no file, chain or socket", async () => {
     // A daemon that died (its sockets stay behind) and live chains: only prerm's
     // `pve-nat flush` can take them away now.
