@@ -5,7 +5,13 @@ import {
   ownerChain,
   parseOwnerChain,
 } from "../iptables/chains.js";
-import { preroutingMatch, type RestoreRequest, ruleLine, TOKEN } from "../iptables/render.js";
+import {
+  entryChains,
+  preroutingMatch,
+  type RestoreRequest,
+  ruleLine,
+  TOKEN,
+} from "../iptables/render.js";
 import { BUILTIN_JUMPS, type LiveState } from "../iptables/save.js";
 import type { NatPlan, Owner, OwnerChains } from "../model.js";
 
@@ -154,35 +160,6 @@ export function createRenderCache(): RenderCache {
     return p;
   }
 
-  function entryChains(
-    plan: NatPlan,
-    chains: Iterable<string>,
-    exists: (c: string) => boolean,
-  ): Map<string, string[]> {
-    const e = plan.entry;
-    const pre: string[] = [];
-    const out: string[] = [];
-    const post: string[] = [];
-    const inIface = preroutingMatch(e);
-    for (const name of chains) {
-      if (!exists(name)) continue;
-      const kind = ownerChainOf(name)?.kind;
-      if (kind === "DNAT") {
-        pre.push(`-A ${ENTRY_CHAINS.prerouting}${inIface} -j ${name}`);
-        if (e.hostAccess) out.push(`-A ${ENTRY_CHAINS.output} -j ${name}`);
-      } else if (kind === "SNAT") {
-        post.push(`-A ${ENTRY_CHAINS.postrouting} -j ${name}`);
-      }
-    }
-    const nodeFirst = post.findIndex((l) => l.endsWith("-j PVENAT-NODE-SNAT"));
-    if (nodeFirst >= 0) post.push(...post.splice(nodeFirst, 1));
-    return new Map([
-      [ENTRY_CHAINS.prerouting, pre],
-      [ENTRY_CHAINS.output, out],
-      [ENTRY_CHAINS.postrouting, post],
-    ]);
-  }
-
   /** Entry chains when every planned chain exists; the same arrays while nothing they
    *  depend on changes, so comparing them with live is an identity check. */
   function fullEntries(plan: NatPlan, planned: Planned): Map<string, string[]> {
@@ -192,7 +169,7 @@ export function createRenderCache(): RenderCache {
       return lastEntries.chains;
     const key = `${settings}\0${[...planned.chains.keys()].join(",")}`;
     if (lastEntries?.key !== key) {
-      const chains = entryChains(plan, planned.chains.keys(), () => true);
+      const chains = entryChains(plan, planned.chains.keys(), () => true, ownerChainOf);
       lastEntries = { planned, settings, key, chains };
     }
     lastEntries.planned = planned;
@@ -224,7 +201,7 @@ export function createRenderCache(): RenderCache {
     }
     const entries = allExist
       ? fullEntries(plan, planned)
-      : entryChains(plan, planned.chains.keys(), exists);
+      : entryChains(plan, planned.chains.keys(), exists, ownerChainOf);
 
     const natEntry =
       req.entry ||

@@ -209,11 +209,13 @@ export function preroutingMatch(e: NatPlan["entry"]): string {
   return e.zoneFix ? " ! -i fwbr+" : "";
 }
 
-/** The entry chains' lines, jumping only to owner chains in `exists` (plan order kept). */
-function entryChains(
+/** The entry chains' lines, jumping only to owner chains in `exists` (plan order kept).
+ *  `parse` is parseOwnerChain or a memoised copy of it (the daemon's render cache). */
+export function entryChains(
   plan: NatPlan,
   chains: Iterable<string>,
   exists: (c: string) => boolean,
+  parse: (name: string) => ReturnType<typeof parseOwnerChain> = parseOwnerChain,
 ): Map<string, string[]> {
   const e = plan.entry;
   const pre: string[] = [];
@@ -222,7 +224,7 @@ function entryChains(
   const inIface = preroutingMatch(e);
   for (const name of chains) {
     if (!exists(name)) continue;
-    const kind = parseOwnerChain(name)?.kind;
+    const kind = parse(name)?.kind;
     if (kind === "DNAT") {
       pre.push(`-A ${ENTRY_CHAINS.prerouting}${inIface} -j ${name}`);
       if (e.hostAccess) out.push(`-A ${ENTRY_CHAINS.output} -j ${name}`);
