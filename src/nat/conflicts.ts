@@ -27,12 +27,12 @@ function clash(a: Candidate, b: Candidate): boolean {
   );
 }
 
-function describe(c: Candidate): string {
+export function describe(c: Candidate): string {
   const who = c.forward.vmid === null ? "node" : `vm ${c.forward.vmid}`;
   return `${c.forward.origin} (${who})`;
 }
 
-function claimText(c: Candidate): string {
+export function claimText(c: Candidate): string {
   const cl = c.claim;
   return cl ? `${cl.proto} ${cl.address}:${formatPorts(cl.ports)}` : "";
 }

@@ -1,6 +1,6 @@
 import type { Diagnostic, ForwardState, NodeInput } from "../model.js";
-import { formatPorts, type PortRange } from "../pve/ports.js";
-import { ALWAYS_PROTECTED, splitOrigin } from "./conflicts.js";
+import type { PortRange } from "../pve/ports.js";
+import { ALWAYS_PROTECTED, claimText, describe, splitOrigin } from "./conflicts.js";
 import type { Candidate } from "./types.js";
 
 // conflicts.ts's settleStates in O(candidates + claimed ports) instead of O(candidates²), for
@@ -91,16 +91,6 @@ export interface SettleTables {
 
 export function settleTables(): SettleTables {
   return { winners: new PortIndex(), stopped: new PortIndex() };
-}
-
-function describe(c: Candidate): string {
-  const who = c.forward.vmid === null ? "node" : `vm ${c.forward.vmid}`;
-  return `${c.forward.origin} (${who})`;
-}
-
-function claimText(c: Candidate): string {
-  const cl = c.claim;
-  return cl ? `${cl.proto} ${cl.address}:${formatPorts(cl.ports)}` : "";
 }
 
 /** settleStates on `out` (the candidates' current states and reasons, updated in place).
