@@ -1,26 +1,24 @@
+import { compareOwners, ENTRY_CHAINS, ownerChain, parseOwnerChain } from "../iptables/chains.js";
 import {
-  compareOwners,
-  ENTRY_CHAINS,
-  isOwnedChain,
-  ownerChain,
-  parseOwnerChain,
-} from "../iptables/chains.js";
-import {
+  chainName,
+  declare,
   entryChains,
+  jumpFixes,
   preroutingMatch,
   type RestoreRequest,
+  rawChain,
   ruleLine,
-  TOKEN,
+  sameLines,
 } from "../iptables/render.js";
-import { BUILTIN_JUMPS, type LiveState } from "../iptables/save.js";
+import type { LiveState } from "../iptables/save.js";
 import type { NatPlan, Owner, OwnerChains } from "../model.js";
 
 // render.ts's renderRestore and diffLive for the daemon, where one event touches one owner:
 // rule lines are rendered once per OwnerChains object (the incremental compiler keeps an
 // unchanged owner's object from plan to plan), and a planned chain already found equal to a
 // live chain array is not compared again (live arrays are never mutated: livecache.ts copies
-// on write). The output is byte-for-byte render.ts's (test/unit/daemon/rendercache.test.ts,
-// which also catches this copy of its entry-chain logic falling behind a change there).
+// on write). The output is byte-for-byte render.ts's (test/unit/daemon/rendercache.test.ts);
+// the line builders themselves are render.ts's own.
 
 type Parsed = ReturnType<typeof parseOwnerChain>;
 
@@ -35,44 +33,6 @@ export function ownerChainOf(name: string): Parsed {
     parsedNames.set(name, p);
   }
   return p ?? null;
-}
-
-function check(kind: keyof typeof TOKEN, value: string): string {
-  if (!TOKEN[kind].test(value)) throw new Error(`render: invalid ${kind} ${JSON.stringify(value)}`);
-  return value;
-}
-
-function chainName(value: string): string {
-  if (!check("chain", value) || !isOwnedChain(value))
-    throw new Error(`render: not an owned chain ${value}`);
-  return value;
-}
-
-function declare(name: string): string {
-  return `:${chainName(name)} - [0:0]`;
-}
-
-function sameLines(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.length === b.length && a.every((l, i) => l === b[i]);
-}
-
-function jumpFixes(table: "nat" | "raw", live: LiveState): string[] {
-  const lines: string[] = [];
-  for (const j of BUILTIN_JUMPS) {
-    if (j.table !== table) continue;
-    const count =
-      live.jumps.find((l) => l.table === table && l.chain === j.chain && l.target === j.target)
-        ?.count ?? 0;
-    if (count === 1) continue;
-    for (let i = 0; i < count; i++) lines.push(`-D ${j.chain} -j ${j.target}`);
-    lines.push(`-I ${j.chain} 1 -j ${j.target}`);
-  }
-  return lines;
-}
-
-function rawChain(plan: NatPlan): string[] {
-  return plan.entry.zoneFix ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`] : [];
 }
 
 function compareChains(a: string, b: string): number {

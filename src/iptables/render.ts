@@ -114,7 +114,7 @@ function toPorts(value: string): string {
   return value;
 }
 
-function chainName(value: string): string {
+export function chainName(value: string): string {
   if (!check("chain", value) || !isOwnedChain(value))
     throw new Error(`render: not an owned chain ${value}`);
   return value;
@@ -243,17 +243,20 @@ export function entryChains(
   ]);
 }
 
-function rawChain(plan: NatPlan): string[] {
+export function rawChain(plan: NatPlan): string[] {
   return plan.entry.zoneFix ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`] : [];
 }
 
-function sameLines(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+export function sameLines(
+  a: readonly string[] | undefined,
+  b: readonly string[] | undefined,
+): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.length === b.length && a.every((l, i) => l === b[i]);
 }
 
 /** Lines that make the builtin jumps for `table` exactly one each, at the top when inserted. */
-function jumpFixes(table: "nat" | "raw", live: LiveState): string[] {
+export function jumpFixes(table: "nat" | "raw", live: LiveState): string[] {
   const lines: string[] = [];
   for (const j of BUILTIN_JUMPS) {
     if (j.table !== table) continue;
@@ -271,7 +274,7 @@ function jumpsOk(table: "nat" | "raw", live: LiveState): boolean {
   return jumpFixes(table, live).length === 0;
 }
 
-function declare(name: string): string {
+export function declare(name: string): string {
   return `:${chainName(name)} - [0:0]`;
 }
 
