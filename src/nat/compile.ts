@@ -83,6 +83,65 @@ export function uniqueDiagnostics(list: Diagnostic[]): Diagnostic[] {
   return out.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
 }
 
+/** What every rule's context shares within one compile. */
+export type RuleBase = Pick<RuleContext, "config" | "publicAddress" | "localNics">;
+
+/** The node's own candidates: host.fw's, then cluster.fw's (owner NODE). */
+export function expandNode(
+  input: NodeInput,
+  base: RuleBase,
+  rejected: ReadonlySet<string>,
+  diags: Diagnostic[],
+): Candidate[] {
+  const out: Candidate[] = [];
+  for (const [fw, group] of [
+    [input.host, HOST],
+    [input.cluster, CLUSTER],
+  ] as const) {
+    if (!fw) continue;
+    for (const { rule, group: g, key } of rulesOf(fw, input.cluster, rejected)) {
+      const ctx: RuleContext = {
+        ...base,
+        owner: "NODE",
+        guest: null,
+        scope: { guest: null, cluster: input.cluster },
+        groupIface: g?.iface ?? null,
+        via: via("node", g),
+        key: [group, 0, ...key],
+      };
+      out.push(...expandRule(rule, ctx, diags));
+    }
+  }
+  return out;
+}
+
+/** One guest's candidates, from its .fw and the security groups it uses. */
+export function expandGuest(
+  input: NodeInput,
+  vmid: number,
+  base: RuleBase,
+  rejected: ReadonlySet<string>,
+  diags: Diagnostic[],
+): Candidate[] {
+  const g = input.guests[vmid];
+  if (!g?.fw) return [];
+  const out: Candidate[] = [];
+  for (const { rule, group, key } of rulesOf(g.fw, input.cluster, rejected)) {
+    const ctx: RuleContext = {
+      ...base,
+      owner: vmid,
+      guest: { conf: g.conf, firewall: firewallEnabled(g.fw), state: g.state },
+      // Security group rules are compiled in the cluster's scope, as pve-firewall does.
+      scope: { guest: group ? null : g.fw, cluster: input.cluster },
+      groupIface: group?.iface ?? null,
+      via: via(`vm ${vmid}`, group),
+      key: [GUESTS, vmid, ...key],
+    };
+    out.push(...expandRule(rule, ctx, diags));
+  }
+  return out;
+}
+
 export function compile(input: NodeInput): NatPlan {
   const { config } = input;
   const diags: Diagnostic[] = [...input.diagnostics];
@@ -107,40 +166,8 @@ export function compile(input: NodeInput): NatPlan {
     publicAddress: input.publicAddress,
     localNics,
   };
-  const nodeRules = (fw: FwFile | null, group: number) => {
-    if (!fw) return;
-    for (const { rule, group: g, key } of rulesOf(fw, input.cluster, rejected)) {
-      const ctx: RuleContext = {
-        ...base,
-        owner: "NODE",
-        guest: null,
-        scope: { guest: null, cluster: input.cluster },
-        groupIface: g?.iface ?? null,
-        via: via("node", g),
-        key: [group, 0, ...key],
-      };
-      cands.push(...expandRule(rule, ctx, diags));
-    }
-  };
-  nodeRules(input.host, HOST);
-  nodeRules(input.cluster, CLUSTER);
-  for (const vmid of vmids) {
-    const g = input.guests[vmid];
-    if (!g?.fw) continue;
-    for (const { rule, group, key } of rulesOf(g.fw, input.cluster, rejected)) {
-      const ctx: RuleContext = {
-        ...base,
-        owner: vmid,
-        guest: { conf: g.conf, firewall: firewallEnabled(g.fw), state: g.state },
-        // Security group rules are compiled in the cluster's scope, as pve-firewall does.
-        scope: { guest: group ? null : g.fw, cluster: input.cluster },
-        groupIface: group?.iface ?? null,
-        via: via(`vm ${vmid}`, group),
-        key: [GUESTS, vmid, ...key],
-      };
-      cands.push(...expandRule(rule, ctx, diags));
-    }
-  }
+  cands.push(...expandNode(input, base, rejected, diags));
+  for (const vmid of vmids) cands.push(...expandGuest(input, vmid, base, rejected, diags));
   cands.sort((a, b) => compareKeys(a.key, b.key));
 
   if (!IFACE.test(config.externalInterface)) {

@@ -12,19 +12,15 @@ import type {
   RunState,
 } from "../model.js";
 import {
-  CLUSTER,
   compareKeys,
-  firewallEnabled,
-  GUESTS,
-  HOST,
+  expandGuest,
+  expandNode,
   IFACE,
-  rulesOf,
   uniqueDiagnostics,
-  via,
   zoneFix,
 } from "./compile.js";
 import { settleStates } from "./conflicts.js";
-import { type Candidate, expandRule, type RuleContext } from "./expand.js";
+import type { Candidate } from "./expand.js";
 import { type Settled, settleFast, settleTables, validPorts } from "./settle.js";
 
 // compile() for the daemon, where one event changes one guest: each guest's candidate forwards
@@ -197,24 +193,7 @@ export function createCompiler(): Compiler {
       nodeSlot.deps.every(([file, s]) => sig(file) === s);
     if (!nodeFresh || nodeSlot === null) {
       const own: Diagnostic[] = [];
-      const nodeCands: Candidate[] = [];
-      const nodeRules = (fw: FwFile | null, group: number) => {
-        if (!fw) return;
-        for (const { rule, group: g, key } of rulesOf(fw, input.cluster, rejected)) {
-          const ctx: RuleContext = {
-            ...base,
-            owner: "NODE",
-            guest: null,
-            scope: { guest: null, cluster: input.cluster },
-            groupIface: g?.iface ?? null,
-            via: via("node", g),
-            key: [group, 0, ...key],
-          };
-          nodeCands.push(...expandRule(rule, ctx, own));
-        }
-      };
-      nodeRules(input.host, HOST);
-      nodeRules(input.cluster, CLUSTER);
+      const nodeCands = expandNode(input, base, rejected, own);
       sortByKey(nodeCands);
       const files = new Set<string>();
       for (const fw of [input.host, input.cluster])
@@ -248,21 +227,8 @@ export function createCompiler(): Compiler {
         slot.deps.every(([file, s]) => sig(file) === s);
       if (!fresh || !slot) {
         const own: Diagnostic[] = [];
-        const cands: Candidate[] = [];
         const fw = g.fw;
-        for (const { rule, group, key } of rulesOf(fw, input.cluster, rejected)) {
-          const ctx: RuleContext = {
-            ...base,
-            owner: vmid,
-            guest: { conf: g.conf, firewall: firewallEnabled(fw), state: g.state },
-            // Security group rules are compiled in the cluster's scope, as pve-firewall does.
-            scope: { guest: group ? null : fw, cluster: input.cluster },
-            groupIface: group?.iface ?? null,
-            via: via(`vm ${vmid}`, group),
-            key: [GUESTS, vmid, ...key],
-          };
-          cands.push(...expandRule(rule, ctx, own));
-        }
+        const cands = expandGuest(input, vmid, base, rejected, own);
         sortByKey(cands);
         slot = {
           conf: g.conf,
