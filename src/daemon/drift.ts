@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Applier } from "./applier.js";
-import type { Clock } from "./clock.js";
+import { type Clock, every } from "./clock.js";
 
 // Someone may flush the nat table, or a tool may delete our jumps: every drift_interval_ms the
 // live PVENAT- chains are read back and compared with the plan; only what differs is rewritten
@@ -17,9 +17,6 @@ export function createDriftCheck(deps: {
   intervalMs: number;
   log: Logger;
 }): DriftCheck {
-  let timer: unknown = null;
-  let stopped = true;
-
   async function check(): Promise<void> {
     if (deps.applier.state().paused) return;
     try {
@@ -34,24 +31,5 @@ export function createDriftCheck(deps: {
     }
   }
 
-  function arm(): void {
-    if (stopped) return;
-    timer = deps.clock.setTimeout(() => {
-      timer = null;
-      void check().finally(arm);
-    }, deps.intervalMs);
-  }
-
-  return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      arm();
-    },
-    stop() {
-      stopped = true;
-      if (timer !== null) deps.clock.clearTimeout(timer);
-      timer = null;
-    },
-  };
+  return every(deps.clock, deps.intervalMs, check);
 }

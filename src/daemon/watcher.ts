@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { Clock } from "./clock.js";
+import { type Clock, every } from "./clock.js";
 
 // Every path that bypasses the hooks converges here (SPEC §1, §2): edits in the web UI on any
 // node, guests started without a hookscript, migrations, crashes. pmxcfs gives no inotify for
@@ -56,8 +56,6 @@ export interface Watcher {
 
 export function createWatcher(deps: WatcherDeps): Watcher {
   let last: Map<string, string> | null = null;
-  let timer: unknown = null;
-  let stopped = true;
 
   async function pass(): Promise<Change | null> {
     let change: Change | null = null;
@@ -89,14 +87,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
     return change;
   }
 
-  function arm(): void {
-    if (stopped) return;
-    // Re-armed after each pass, so a slow pass never overlaps the next one.
-    timer = deps.clock.setTimeout(() => {
-      timer = null;
-      void pass().finally(arm);
-    }, deps.intervalMs);
-  }
+  const loop = every(deps.clock, deps.intervalMs, pass);
 
   return {
     async prime() {
@@ -110,15 +101,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
       }
     },
     pass,
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      arm();
-    },
-    stop() {
-      stopped = true;
-      if (timer !== null) deps.clock.clearTimeout(timer);
-      timer = null;
-    },
+    start: loop.start,
+    stop: loop.stop,
   };
 }
