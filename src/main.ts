@@ -5,7 +5,9 @@
 // reached only through `await import()` are evaluated when that runs. So this file imports
 // nothing heavy: `--version`, `hook` and `notify` never load commander or the other commands
 // (which pull in pino, execa and the daemon), and everything else loads them on demand.
+
 import { type FastInvocation, fastInvocation, GLOBAL_FLAGS } from "./cli/globals.js";
+import { exitFor } from "./errors.js";
 
 export const VERSION = process.env.PVE_NAT_VERSION ?? "0.0.0-dev";
 
@@ -46,6 +48,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv).catch((err: unknown) => {
-  process.stderr.write(`pve-nat: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 2;
+  const { code, message } = exitFor(err);
+  process.stderr.write(`pve-nat: ${message}\n`);
+  process.exitCode = code;
 });

@@ -85,6 +85,28 @@ export interface FwFile {
   /** Security groups ([group name], cluster.fw only); keyed by lower-cased name. */
   groups: Record<string, FwGroup>;
   diagnostics: Diagnostic[];
+  /** Set by parseFwFile. A file built by hand (tests) may leave it out; reference checks then
+   *  see only the final tables above. */
+  trace?: FwTrace;
+}
+
+/**
+ * What the reference checks (pve/refs.ts) need beyond the final tables. pve-firewall checks each
+ * reference against what it has read so far, so they need every definition's line (a repeated
+ * alias or [IPSET x] header replaces the earlier one in the tables), every alias entry of every
+ * ipset section, and the macro checks that wait for an alias's IP family.
+ */
+export interface FwTrace {
+  /** Lower-cased alias name → its definitions in file order. */
+  aliasDefs: Map<string, Array<{ line: number; family: 4 | 6 }>>;
+  /** Ipset name → the lines of its headers. */
+  ipsetDefs: Map<string, number[]>;
+  ipsetAliasEntries: Array<{ set: string; line: number; cidr: string }>;
+  /** Rules of every [group] section, also of those a repeated header replaced. */
+  groupRules: FwRule[];
+  /** Line → a macro rule's -p / -dport / -sport as written, for the macro check that waits for
+   *  an alias's family (its IPv4 and IPv6 variants differ). */
+  deferredMacros: Map<number, Record<"proto" | "dport" | "sport", string | null>>;
 }
 
 // ---------------------------------------------------------------------------------------------

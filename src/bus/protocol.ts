@@ -2,6 +2,8 @@
 // Anything a peer sends is untrusted: a message is accepted only when every key is known and
 // every value has the expected type and range, so junk can never reach the daemon's handler.
 
+import { isVmid, MAX_VMID, MIN_VMID, NODE_NAME } from "../names.js";
+
 export const PROTOCOL_VERSION = 1;
 /** Largest request or event accepted or sent, in bytes of UTF-8 JSON. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -37,20 +39,6 @@ export type BusEvent = {
 type Invalid = { error: string };
 type Obj = Record<string, unknown>;
 
-/** Proxmox VMIDs: 100 … 999999999. */
-export function isVmid(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 100 && (value as number) <= 999_999_999;
-}
-
-/** Strict decimal VMID text ("107"), as the hook receives it from Proxmox. */
-export function parseVmid(text: string): number | null {
-  if (!/^[1-9][0-9]{2,8}$/.test(text)) return null;
-  const n = Number(text);
-  return isVmid(n) ? n : null;
-}
-
-// Proxmox node names are DNS labels; PVE_MIGRATED_FROM carries one.
-const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const ISO_TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 function byteLength(raw: Uint8Array | string): number {
@@ -114,7 +102,7 @@ function badField(what: string, field: string, expected: string, value: unknown)
   };
 }
 
-const VMID_TEXT = "an integer VMID 100..999999999";
+const VMID_TEXT = `an integer VMID ${MIN_VMID}..${MAX_VMID}`;
 
 function validateRequest(obj: Obj): Request | Invalid {
   const type = obj.type;

@@ -3,10 +3,10 @@
 import type { Command } from "commander";
 import { DaemonNotRunning, request } from "../bus/client.js";
 import type { Request } from "../bus/protocol.js";
+import { contextFrom, type GlobalOptions } from "../context.js";
 import { directApply, directFlush } from "../daemon/direct.js";
 import { EXIT_FAILURE, UsageError } from "../errors.js";
 import { readConfig } from "../pve/node.js";
-import { contextFrom, type GlobalOptions } from "./context.js";
 import { diagnosticLine } from "./format.js";
 import { parseVmid } from "./plan.js";
 

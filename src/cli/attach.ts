@@ -5,9 +5,10 @@ import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
-import { parseVmid } from "../bus/protocol.js";
+import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FINDINGS, UsageError } from "../errors.js";
 import type { GuestKind } from "../model.js";
+import { parseVmid } from "../names.js";
 import { compile } from "../nat/compile.js";
 import { PVE_DIR } from "../paths.js";
 import { parseGuestConf } from "../pve/guestconf.js";
@@ -26,7 +27,7 @@ import {
   snippetsHelp,
 } from "../pve/hookscript.js";
 import { loadNode, nodeName, readConfig } from "../pve/node.js";
-import { type Context, contextFrom, type GlobalOptions } from "./context.js";
+import { confVmid } from "../pve/nodefiles.js";
 
 interface Guest {
   vmid: number;
@@ -89,8 +90,7 @@ async function localGuests(ctx: Context, node: string): Promise<number[]> {
   for (const dir of ["qemu-server", "lxc"]) {
     const names = await readdir(ctx.path(`${PVE_DIR}/nodes/${node}/${dir}`)).catch(() => []);
     for (const name of names) {
-      const m = /^(\d+)\.conf$/.exec(name);
-      const vmid = m ? parseVmid(m[1] as string) : null;
+      const vmid = confVmid(name);
       if (vmid !== null) vmids.add(vmid);
     }
   }

@@ -4,6 +4,7 @@
 
 import { readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { arpIgnorePath, fwbrDevices, realProcFs } from "../daemon/prereq.js";
 import { EXIT_FINDINGS, EXIT_OK } from "../errors.js";
 import { ENTRY_CHAINS } from "../iptables/chains.js";
@@ -15,7 +16,6 @@ import { PVE_DIR } from "../paths.js";
 import { parseFwFile } from "../pve/fwfile.js";
 import { loadNode, readConfig } from "../pve/node.js";
 import { checkRefs } from "../pve/refs.js";
-import { type Context, contextFrom, type GlobalOptions } from "./context.js";
 import { diagnosticLine, sortDiagnostics } from "./format.js";
 
 export interface CheckResult {

@@ -1,7 +1,7 @@
 // `pve-nat daemon` (SPEC §1): run in the foreground until SIGTERM (pve-nat.service).
 import type { Command } from "commander";
+import { contextFrom, type GlobalOptions } from "../context.js";
 import { runDaemon } from "../daemon/main.js";
-import { contextFrom, type GlobalOptions } from "./context.js";
 
 export function register(program: Command): void {
   program

@@ -3,8 +3,8 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { subscribe } from "../bus/client.js";
 import { eventToJson } from "../bus/protocol.js";
+import { contextFrom, type GlobalOptions } from "../context.js";
 import { UsageError } from "../errors.js";
-import { contextFrom, type GlobalOptions } from "./context.js";
 import { busSettings, say } from "./hook.js";
 
 /** `--count N` → N; absent → no limit (Infinity is not an integer, so it is not parsed). */

@@ -1,5 +1,7 @@
 // Human output shared by the CLI commands: aligned tables and `path:line: severity: message`.
-import type { Diagnostic, Forward } from "../model.js";
+import type { Forward } from "../model.js";
+
+export { diagnosticLine, sortDiagnostics } from "../diagnostics.js";
 
 /** Columns padded to their widest cell, two spaces apart, no trailing blanks. */
 export function table(headers: string[], rows: string[][]): string {
@@ -14,16 +16,6 @@ export function table(headers: string[], rows: string[][]): string {
     )
     .join("\n")
     .concat("\n");
-}
-
-/** "firewall/107.fw:7: error: message"; line 0 (the file as a whole) is left out. */
-export function diagnosticLine(d: Diagnostic): string {
-  return `${d.file}${d.line > 0 ? `:${d.line}` : ""}: ${d.severity}: ${d.message}`;
-}
-
-/** Diagnostics ordered by file, then line (SPEC §6). Stable for equal keys. */
-export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {
-  return [...ds].sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
 }
 
 export const FORWARD_HEADERS = [

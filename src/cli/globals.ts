@@ -1,6 +1,6 @@
 // The global flags (SPEC §6), defined once: main.ts gives them to commander, and the hookscript's
 // fast path (which starts without commander) reads them with the same table.
-import type { GlobalOptions } from "./context.js";
+import type { GlobalOptions } from "../context.js";
 
 export interface GlobalFlag {
   name: keyof GlobalOptions;

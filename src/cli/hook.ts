@@ -7,18 +7,11 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { BusTimeout, DaemonNotRunning, request } from "../bus/client.js";
-import {
-  HOOK_PHASES,
-  type HookPhase,
-  parseVmid,
-  type Reply,
-  type Request,
-} from "../bus/protocol.js";
+import { HOOK_PHASES, type HookPhase, type Reply, type Request } from "../bus/protocol.js";
 import { DEFAULTS, parseConfig } from "../config/conf.js";
+import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import type { Config } from "../model.js";
-import { type Context, contextFrom, type GlobalOptions } from "./context.js";
-
-const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+import { NODE_NAME, parseVmid } from "../names.js";
 
 /** One line for the task log: no newlines from a daemon message can break it. */
 export function say(line: string): void {

@@ -2,8 +2,9 @@
 // next poll. Run from pve-firewall's unit (SPEC §1), so like the hook it is bounded and always
 // exits 0: it can never fail the firewall service.
 import type { Command } from "commander";
-import { parseVmid, type Request } from "../bus/protocol.js";
-import { contextFrom, type GlobalOptions } from "./context.js";
+import type { Request } from "../bus/protocol.js";
+import { contextFrom, type GlobalOptions } from "../context.js";
+import { parseVmid } from "../names.js";
 import { boundedRequest, busSettings, say } from "./hook.js";
 
 const USAGE = "expected `notify reload` or `notify guest <vmid> up|down`";

@@ -1,29 +1,31 @@
-// `pve-nat plan [vmid]` (SPEC §6): the forwards and the exact restore payload pve-nat would
-// apply, computed from the files alone; reads no iptables state and changes nothing.
+// `pve-nat plan [vmid]` (SPEC §6, §8): the forwards and the restore payload that, applied to the
+// node's current nat/raw state, gives exactly what the daemon would make of it: the same sync
+// decision (iptables/sync.ts) and renderer the daemon uses, against the live tables when they
+// can be read (else against an empty table, and it says so). Changes nothing.
 
 import type { Command } from "commander";
+import { contextFrom, type GlobalOptions } from "../context.js";
 import { UsageError } from "../errors.js";
 import { renderRestore } from "../iptables/render.js";
-import { parseSave } from "../iptables/save.js";
-import type { NatPlan, Owner } from "../model.js";
+import { decideSync } from "../iptables/sync.js";
+import type { NatPlan } from "../model.js";
+import { parseVmid as vmidOf } from "../names.js";
 import { compile } from "../nat/compile.js";
 import { planToJson } from "../nat/json.js";
-import { loadNode } from "../pve/node.js";
-import { contextFrom, type GlobalOptions } from "./context.js";
+import { loadNode, readConfig } from "../pve/node.js";
 import { diagnosticLine, forwardsTable, sortDiagnostics } from "./format.js";
+import { readLive } from "./live.js";
 
+/** A VMID argument (names.ts's rule), or a usage error. */
 export function parseVmid(text: string): number {
-  if (!/^[1-9]\d{0,8}$/.test(text)) throw new UsageError(`not a VMID: "${text}"`);
-  return Number(text);
+  const vmid = vmidOf(text);
+  if (vmid === null) throw new UsageError(`not a VMID: "${text}"`);
+  return vmid;
 }
 
-/** The plan narrowed to one guest (its forwards and chains), or the whole plan. */
-export function narrow(plan: NatPlan, vmid: number | null): { plan: NatPlan; owners: Owner[] } {
-  if (vmid === null) return { plan, owners: plan.chains.map((c) => c.owner) };
-  return {
-    plan: { ...plan, forwards: plan.forwards.filter((f) => f.vmid === vmid) },
-    owners: plan.chains.some((c) => c.owner === vmid) ? [vmid] : [],
-  };
+/** The plan's forwards narrowed to one guest, or all of them. */
+export function narrow(plan: NatPlan, vmid: number | null): NatPlan {
+  return vmid === null ? plan : { ...plan, forwards: plan.forwards.filter((f) => f.vmid === vmid) };
 }
 
 export function register(program: Command): void {
@@ -35,10 +37,19 @@ export function register(program: Command): void {
       const vmid = vmidArg === undefined ? null : parseVmid(vmidArg);
       const input = await loadNode({ path: ctx.path, configPath: ctx.configPath, node: ctx.node });
       const full = compile(input);
-      const { owners } = narrow(full, vmid);
-      // Rendered from the whole plan: the entry chains jump to every active guest.
-      const restore = renderRestore({ plan: full, owners, entry: true, live: parseSave("", "") });
-      const shown = narrow({ ...full, diagnostics: sortDiagnostics(full.diagnostics) }, vmid).plan;
+      const { live, unread } = await readLive(ctx, (await readConfig(ctx.configPath)).config);
+      const ask = vmid === null ? { owners: [], all: true } : { owners: [vmid], all: false };
+      const restore = renderRestore(decideSync(full, live, ask).request);
+      const diagnostics = [...full.diagnostics];
+      if (unread !== null) {
+        diagnostics.push({
+          file: "iptables",
+          line: 0,
+          severity: "info",
+          message: `cannot read the live nat/raw tables (${unread}): payload rendered against an empty table`,
+        });
+      }
+      const shown = narrow({ ...full, diagnostics: sortDiagnostics(diagnostics) }, vmid);
       if (ctx.json) {
         process.stdout.write(`${JSON.stringify(planToJson(shown, { restore }), null, 2)}\n`);
         return;

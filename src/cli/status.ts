@@ -2,6 +2,7 @@
 // the daemon's state. Works without the daemon (then "daemon": {"running": false}).
 import type { Command } from "commander";
 import { request } from "../bus/client.js";
+import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { ownerChain } from "../iptables/chains.js";
 import { ruleLine } from "../iptables/render.js";
@@ -11,7 +12,6 @@ import type { Config, Diagnostic, NatPlan } from "../model.js";
 import { compile } from "../nat/compile.js";
 import { planToJson } from "../nat/json.js";
 import { loadNode, readConfig } from "../pve/node.js";
-import { type Context, contextFrom, type GlobalOptions } from "./context.js";
 import { diagnosticLine, FORWARD_HEADERS, forwardRow, sortDiagnostics, table } from "./format.js";
 
 export type Counters = { packets: number; bytes: number };

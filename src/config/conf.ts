@@ -6,6 +6,7 @@
 // checks that would have to be bolted onto `ini`'s output.
 
 import type { Config, Diagnostic } from "../model.js";
+import { IFACE_NAME, IPV4, NODE_NAME } from "../names.js";
 
 export const DEFAULTS: Config = Object.freeze({
   externalInterface: "vmbr0",
@@ -28,11 +29,6 @@ export const DEFAULTS: Config = Object.freeze({
 
 type Parsed = { value: unknown } | { error: string };
 
-/** Linux interface names: at most 15 bytes, no '/', ':' or whitespace. */
-const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
-/** Proxmox node names are DNS labels; the value becomes a path component. */
-const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 /** setTimeout's ceiling. */
 const MAX_MS = 2_147_483_647;
 
@@ -80,7 +76,7 @@ function portList(v: string): Parsed {
 const KEYS: Record<string, { field: keyof Config; parse: (v: string) => Parsed }> = {
   external_interface: {
     field: "externalInterface",
-    parse: (v) => (IFNAME.test(v) ? { value: v } : { error: "expected an interface name" }),
+    parse: (v) => (IFACE_NAME.test(v) ? { value: v } : { error: "expected an interface name" }),
   },
   public_address: {
     field: "publicAddress",
@@ -98,7 +94,7 @@ const KEYS: Record<string, { field: keyof Config; parse: (v: string) => Parsed }
     parse: (v) =>
       v === ""
         ? { value: null }
-        : NODENAME.test(v)
+        : NODE_NAME.test(v)
           ? { value: v }
           : { error: "expected a node name" },
   },

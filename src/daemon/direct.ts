@@ -2,6 +2,7 @@ import pino from "pino";
 import { createRunner } from "../iptables/runner.js";
 import type { Config } from "../model.js";
 import { STATE_DIR } from "../paths.js";
+import { createNodeSource } from "../pve/cache.js";
 import type { NodePaths } from "../pve/node.js";
 import { type ApplyResult, createApplier } from "./applier.js";
 import { realClock } from "./clock.js";
@@ -26,7 +27,7 @@ async function withApplier<T>(
 ): Promise<T> {
   const release = await acquireLock(o.paths.path(LOCK_FILE));
   const applier = createApplier({
-    load: planLoader(o.paths),
+    load: planLoader(createNodeSource(o.paths)),
     runner: await createRunner(o.config.iptables),
     publish: () => {},
     // Errors reach the caller as rejections; the CLI prints them.

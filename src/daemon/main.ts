@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
 import { type BusServer, startBus } from "../bus/server.js";
-import type { Context } from "../cli/context.js";
-import { diagnosticLine } from "../cli/format.js";
+import type { Context } from "../context.js";
+import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { createRunner } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import type { Config } from "../model.js";
-import { fingerprint, readConfig } from "../pve/node.js";
+import { createNodeSource } from "../pve/cache.js";
+import { readConfig } from "../pve/node.js";
 import { type Applier, createApplier } from "./applier.js";
 import { realClock } from "./clock.js";
 import { conntrackCleaner } from "./conntrack.js";
@@ -87,9 +88,11 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const paths = { path: ctx.path, configPath: ctx.configPath, node: ctx.node };
   const clock = realClock;
   let bus: BusServer | null = null;
+  // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
+  const source = createNodeSource(paths);
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   const applier = createApplier({
-    load: planLoader(paths, overrides),
+    load: planLoader(source, overrides),
     runner,
     publish: (e) => {
       bus?.publish(e).catch(() => {});
@@ -109,7 +112,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
     },
   });
   const watcher = createWatcher({
-    fingerprint: () => fingerprint(paths),
+    fingerprint: async () => {
+      await source.refresh({ all: true });
+      return source.fingerprint();
+    },
     onChange: (c) => {
       for (const vmid of c.vmids) lifecycle.observed(vmid);
       if (applier.state().paused) return;

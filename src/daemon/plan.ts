@@ -1,11 +1,9 @@
 import type { NatPlan, Owner } from "../model.js";
-import { createCompiler } from "../nat/incremental.js";
-import { nodeSource, type RefreshScope } from "../pve/cache.js";
-import type { NodePaths } from "../pve/node.js";
+import { compile, createCompileMemo } from "../nat/compile.js";
+import type { NodeSource, RefreshScope } from "../pve/cache.js";
 
 // The applier's view of the node: files + run state, with the daemon's lifecycle overrides.
-// Sources are cached between cycles (pve/cache.ts, shared with the watcher's fingerprint when
-// given the same `paths` object) and compiled per owner (nat/incremental.ts): a cycle for one
+// Sources are cached between cycles (pve/cache.ts, the same source the watcher's fingerprint reads) and compiled with one long-lived memo (nat/compile.ts): a cycle for one
 // guest re-validates that guest's files and the shared ones, and re-expands only what changed.
 
 export interface Overrides {
@@ -20,11 +18,10 @@ export const noOverrides: Overrides = { pending: () => new Set(), down: () => ne
 export type LoadScope = RefreshScope;
 
 export function planLoader(
-  paths: NodePaths,
+  source: NodeSource,
   overrides: Overrides = noOverrides,
 ): (scope?: LoadScope) => Promise<NatPlan> {
-  const source = nodeSource(paths);
-  const compiler = createCompiler();
+  const memo = createCompileMemo();
   return async (scope = { all: true }) => {
     const pending = overrides.pending();
     const down = overrides.down();
@@ -44,6 +41,6 @@ export function planLoader(
         guests[vmid] = { ...(guests[vmid] as (typeof guests)[number]), state: "stopped" };
       input = { ...input, guests };
     }
-    return compiler.compile(input);
+    return compile(input, memo);
   };
 }

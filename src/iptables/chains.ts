@@ -26,11 +26,21 @@ export function ownerChain(owner: Owner, kind: "DNAT" | "SNAT"): string {
   return name;
 }
 
-export function parseOwnerChain(name: string): { owner: Owner; kind: "DNAT" | "SNAT" } | null {
+export type OwnerChainName = { owner: Owner; kind: "DNAT" | "SNAT" };
+
+// Names repeat every sync (thousands with many guests): parsed once each, bounded.
+const parsed = new Map<string, OwnerChainName | null>();
+
+export function parseOwnerChain(name: string): OwnerChainName | null {
+  const hit = parsed.get(name);
+  if (hit !== undefined) return hit;
   const m = OWNER_CHAIN.exec(name);
-  if (!m) return null;
-  const owner: Owner = m[1] === "NODE" ? "NODE" : Number(m[1]);
-  return { owner, kind: m[2] as "DNAT" | "SNAT" };
+  const value: OwnerChainName | null = m
+    ? { owner: m[1] === "NODE" ? "NODE" : Number(m[1]), kind: m[2] as "DNAT" | "SNAT" }
+    : null;
+  if (parsed.size > 200_000) parsed.clear();
+  parsed.set(name, value);
+  return value;
 }
 
 const ENTRY_NAMES: ReadonlySet<string> = new Set(Object.values(ENTRY_CHAINS));

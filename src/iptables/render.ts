@@ -1,4 +1,4 @@
-import type { NatPlan, NatRule, Owner } from "../model.js";
+import type { NatPlan, NatRule, Owner, OwnerChains } from "../model.js";
 import {
   compareOwners,
   ENTRY_CHAINS,
@@ -179,26 +179,6 @@ export function ruleLine(chain: string, rule: NatRule): string {
   return parts.join(" ");
 }
 
-/** Every owner chain the plan wants, with its lines, in plan order (NODE first, DNAT before SNAT). */
-export function plannedChains(plan: NatPlan): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  const owners = [...plan.chains].sort((a, b) => compareOwners(a.owner, b.owner));
-  for (const oc of owners) {
-    for (const [kind, rules] of [
-      ["DNAT", oc.dnat],
-      ["SNAT", oc.snat],
-    ] as const) {
-      if (rules.length === 0) continue;
-      const name = ownerChain(oc.owner, kind);
-      out.set(
-        name,
-        rules.map((r) => ruleLine(name, r)),
-      );
-    }
-  }
-  return out;
-}
-
 /** The interface match of the PVENAT-PREROUTING jumps (" -i vmbr0", " ! -i fwbr+" or "").
  *  Without hairpin only traffic from the external interface is DNATed. With hairpin the DNAT
  *  must happen where a guest's packet is tracked in the default zone — in the vmbr pass, never
@@ -210,12 +190,11 @@ export function preroutingMatch(e: NatPlan["entry"]): string {
 }
 
 /** The entry chains' lines, jumping only to owner chains in `exists` (plan order kept).
- *  `parse` is parseOwnerChain or a memoised copy of it (the daemon's render cache). */
+ */
 export function entryChains(
   plan: NatPlan,
   chains: Iterable<string>,
   exists: (c: string) => boolean,
-  parse: (name: string) => ReturnType<typeof parseOwnerChain> = parseOwnerChain,
 ): Map<string, string[]> {
   const e = plan.entry;
   const pre: string[] = [];
@@ -224,7 +203,7 @@ export function entryChains(
   const inIface = preroutingMatch(e);
   for (const name of chains) {
     if (!exists(name)) continue;
-    const kind = parse(name)?.kind;
+    const kind = parseOwnerChain(name)?.kind;
     if (kind === "DNAT") {
       pre.push(`-A ${ENTRY_CHAINS.prerouting}${inIface} -j ${name}`);
       if (e.hostAccess) out.push(`-A ${ENTRY_CHAINS.output} -j ${name}`);
@@ -280,53 +259,192 @@ export function declare(name: string): string {
 
 // ---------------------------------------------------------------------------------------------
 // Payloads
+//
+// One implementation, with an optional memo (as compile() has): the CLI renders once, the
+// daemon keeps a memo so an event for one guest renders that guest's lines only. Rule lines are
+// kept per owner while the compiler hands out the same OwnerChains value (plans are immutable),
+// and a planned chain found equal to a live chain is not compared again while both arrays stay
+// (live states are immutable too: renderSync builds the next one instead of editing this one).
 
-/** One atomic payload; "" when nothing needs to change. */
-export function renderRestore(req: RestoreRequest): string {
-  const { plan, live } = req;
-  const planned = plannedChains(plan);
-  const touched = new Set<Owner>(req.owners);
+interface Planned {
+  /** Chain name → lines, in plan order (NODE first, then by vmid; DNAT before SNAT). */
+  chains: Map<string, string[]>;
+  /** Owner → its chain names in that order. */
+  owners: Map<Owner, string[]>;
+}
 
-  const declared: string[] = [];
-  for (const name of planned.keys()) {
-    const owner = parseOwnerChain(name)?.owner;
-    if (owner !== undefined && touched.has(owner)) declared.push(name);
+/** What renderSync/diffLive keep between calls. Opaque: one per daemon. */
+export interface RenderMemo {
+  lines: Map<Owner, { oc: OwnerChains; dnat: string[] | null; snat: string[] | null }>;
+  planned: { chains: readonly OwnerChains[]; value: Planned } | null;
+  /** live array → planned array known to hold the same lines. */
+  verified: WeakMap<readonly string[], readonly string[]>;
+  entries: { key: string; chains: Map<string, string[]> } | null;
+}
+
+export function createRenderMemo(): RenderMemo {
+  return { lines: new Map(), planned: null, verified: new WeakMap(), entries: null };
+}
+
+function linesOf(
+  oc: OwnerChains,
+  memo: RenderMemo,
+): { dnat: string[] | null; snat: string[] | null } {
+  const hit = memo.lines.get(oc.owner);
+  if (hit?.oc === oc) return hit;
+  const render = (kind: "DNAT" | "SNAT", rules: readonly NatRule[]) => {
+    if (rules.length === 0) return null;
+    const name = ownerChain(oc.owner, kind);
+    return rules.map((r) => ruleLine(name, r));
+  };
+  const value = { oc, dnat: render("DNAT", oc.dnat), snat: render("SNAT", oc.snat) };
+  memo.lines.set(oc.owner, value);
+  return value;
+}
+
+function plannedOf(plan: NatPlan, memo: RenderMemo): Planned {
+  if (memo.planned?.chains === plan.chains) return memo.planned.value;
+  const value: Planned = { chains: new Map(), owners: new Map() };
+  const live = new Set<Owner>();
+  for (const oc of [...plan.chains].sort((a, b) => compareOwners(a.owner, b.owner))) {
+    live.add(oc.owner);
+    const l = linesOf(oc, memo);
+    const names: string[] = [];
+    for (const [kind, lines] of [
+      ["DNAT", l.dnat],
+      ["SNAT", l.snat],
+    ] as const) {
+      if (!lines) continue;
+      const name = ownerChain(oc.owner, kind);
+      value.chains.set(name, lines);
+      names.push(name);
+    }
+    value.owners.set(oc.owner, [...(value.owners.get(oc.owner) ?? []), ...names]);
   }
+  for (const o of memo.lines.keys()) if (!live.has(o)) memo.lines.delete(o);
+  memo.planned = { chains: plan.chains, value };
+  return value;
+}
+
+/** Every owner chain the plan wants, with its lines, in plan order (NODE first, DNAT before SNAT). */
+export function plannedChains(
+  plan: NatPlan,
+  memo: RenderMemo = createRenderMemo(),
+): Map<string, string[]> {
+  return plannedOf(plan, memo).chains;
+}
+
+function same(
+  memo: RenderMemo,
+  planned: string[] | undefined,
+  live: string[] | undefined,
+): boolean {
+  if (planned === undefined || live === undefined) return planned === live;
+  if (memo.verified.get(live) === planned) return true;
+  const eq = sameLines(planned, live);
+  if (eq) memo.verified.set(live, planned);
+  return eq;
+}
+
+/** Entry chains when every planned chain exists; the same arrays while nothing they depend on
+ *  changed, so comparing them with live is an identity check. */
+function fullEntries(plan: NatPlan, planned: Planned, memo: RenderMemo): Map<string, string[]> {
+  const e = plan.entry;
+  const key = `${preroutingMatch(e)}\0${e.hostAccess}\0${[...planned.chains.keys()].join(",")}`;
+  if (memo.entries?.key !== key) {
+    memo.entries = { key, chains: entryChains(plan, planned.chains.keys(), () => true) };
+  }
+  return memo.entries.chains;
+}
+
+function entriesDiffer(memo: RenderMemo, entries: Map<string, string[]>, live: LiveState): boolean {
+  for (const [name, lines] of entries) if (!same(memo, lines, live.chains.get(name))) return true;
+  return false;
+}
+
+export interface Sync {
+  /** One atomic `iptables-restore --noflush` payload; "" when nothing needs to change. */
+  payload: string;
+  /** The owned state the kernel holds once the payload is applied (built from what was
+   *  rendered, not parsed back from the text). */
+  after: LiveState;
+}
+
+/** One atomic payload for `req`, and the live state it leads to. */
+export function renderSync(req: RestoreRequest, memo: RenderMemo = createRenderMemo()): Sync {
+  const { plan, live } = req;
+  const planned = plannedOf(plan, memo);
+  const declared: string[] = [];
+  for (const o of [...new Set<Owner>(req.owners)].sort(compareOwners))
+    declared.push(...(planned.owners.get(o) ?? []));
   // Stale: any live owner chain the plan no longer has, whoever asked (kube-proxy style).
-  const stale = [...live.chains.keys()].filter(
-    (c) => parseOwnerChain(c) !== null && !planned.has(c),
-  );
+  const stale = [...live.chains.keys()]
+    .filter((c) => parseOwnerChain(c) !== null && !planned.chains.has(c))
+    .sort(compareChains);
   const declaredSet = new Set(declared);
   const exists = (c: string) => declaredSet.has(c) || live.chains.has(c);
-  const entries = entryChains(plan, planned.keys(), exists);
+  let allExist = true;
+  for (const name of planned.chains.keys()) if (!exists(name)) allExist = false;
+  const entries = allExist
+    ? fullEntries(plan, planned, memo)
+    : entryChains(plan, planned.chains.keys(), exists);
 
+  const natFixes = jumpFixes("nat", live);
   const natEntry =
-    req.entry ||
-    stale.length > 0 ||
-    [...entries].some(([name, lines]) => !sameLines(lines, live.chains.get(name))) ||
-    !jumpsOk("nat", live);
+    req.entry || stale.length > 0 || entriesDiffer(memo, entries, live) || natFixes.length > 0;
   const raw = rawChain(plan);
+  const rawFixes = jumpFixes("raw", live);
   const rawEntry =
-    req.entry || !sameLines(raw, live.chains.get(ENTRY_CHAINS.raw)) || !jumpsOk("raw", live);
+    req.entry || !sameLines(raw, live.chains.get(ENTRY_CHAINS.raw)) || rawFixes.length > 0;
 
   const out: string[] = [];
+  const chains = new Map(live.chains);
   if (natEntry || declared.length > 0) {
-    const ordered = [...declared, ...stale].sort(compareChains);
     out.push("*nat");
     if (natEntry) for (const name of entries.keys()) out.push(declare(name));
-    for (const name of ordered) out.push(declare(name));
-    for (const name of declared) out.push(...(planned.get(name) ?? []));
-    if (natEntry) {
-      for (const lines of entries.values()) out.push(...lines);
-      out.push(...jumpFixes("nat", live));
+    for (const name of [...declared, ...stale].sort(compareChains)) out.push(declare(name));
+    for (const name of declared) {
+      const lines = planned.chains.get(name) ?? [];
+      out.push(...lines);
+      chains.set(name, lines);
     }
-    for (const name of stale.sort(compareChains)) out.push(`-X ${chainName(name)}`);
+    if (natEntry) {
+      for (const [name, lines] of entries) {
+        out.push(...lines);
+        chains.set(name, lines);
+      }
+      out.push(...natFixes);
+    }
+    for (const name of stale) {
+      out.push(`-X ${chainName(name)}`);
+      chains.delete(name);
+    }
     out.push("COMMIT");
   }
   if (rawEntry) {
-    out.push("*raw", declare(ENTRY_CHAINS.raw), ...raw, ...jumpFixes("raw", live), "COMMIT");
+    out.push("*raw", declare(ENTRY_CHAINS.raw), ...raw, ...rawFixes, "COMMIT");
+    chains.set(ENTRY_CHAINS.raw, raw);
   }
-  return out.length === 0 ? "" : `${out.join("\n")}\n`;
+  const fixed = (table: "nat" | "raw") => (table === "nat" ? natEntry : rawEntry);
+  const jumps: LiveState["jumps"] = [];
+  for (const j of BUILTIN_JUMPS) {
+    const had = live.jumps.find(
+      (l) => l.table === j.table && l.chain === j.chain && l.target === j.target,
+    );
+    // jumpFixes leaves exactly one jump, inserted at the top, wherever the count was not 1.
+    if (fixed(j.table) && (had?.count ?? 0) !== 1) jumps.push({ ...j, count: 1, atTop: true });
+    else if (had) jumps.push(had);
+  }
+  return {
+    payload: out.length === 0 ? "" : `${out.join("\n")}\n`,
+    // Declaring a chain resets its counters; this state is for structure, not for counting.
+    after: { chains, jumps, counters: new Map() },
+  };
+}
+
+/** renderSync's payload alone. */
+export function renderRestore(req: RestoreRequest, memo?: RenderMemo): string {
+  return renderSync(req, memo).payload;
 }
 
 /** Removes every owned chain and builtin jump, nothing else; "" when nothing is live. */
@@ -354,19 +472,23 @@ export function renderFlush(live: LiveState): string {
 }
 
 /** Owners whose live chains differ from the plan, owners live but not planned, and whether entry chains/jumps drifted. */
-export function diffLive(plan: NatPlan, live: LiveState): { owners: Owner[]; entry: boolean } {
-  const planned = plannedChains(plan);
+export function diffLive(
+  plan: NatPlan,
+  live: LiveState,
+  memo: RenderMemo = createRenderMemo(),
+): { owners: Owner[]; entry: boolean } {
+  const planned = plannedOf(plan, memo);
   const owners = new Set<Owner>();
-  for (const [name, lines] of planned) {
-    if (!sameLines(lines, live.chains.get(name))) owners.add(parseOwnerChain(name)?.owner as Owner);
+  for (const [name, lines] of planned.chains) {
+    if (!same(memo, lines, live.chains.get(name)))
+      owners.add(parseOwnerChain(name)?.owner as Owner);
   }
   for (const name of live.chains.keys()) {
     const parsed = parseOwnerChain(name);
-    if (parsed && !planned.has(name)) owners.add(parsed.owner);
+    if (parsed && !planned.chains.has(name)) owners.add(parsed.owner);
   }
-  const entries = entryChains(plan, planned.keys(), () => true);
   const entry =
-    [...entries].some(([name, lines]) => !sameLines(lines, live.chains.get(name))) ||
+    entriesDiffer(memo, fullEntries(plan, planned, memo), live) ||
     !sameLines(rawChain(plan), live.chains.get(ENTRY_CHAINS.raw)) ||
     !jumpsOk("nat", live) ||
     !jumpsOk("raw", live);

@@ -1,20 +1,30 @@
 import type {
   Diagnostic,
+  Forward,
   FwFile,
   FwRule,
   GuestNic,
   NatPlan,
+  NatRule,
   NodeInput,
   Owner,
   OwnerChains,
 } from "../model.js";
-import { settleStates } from "./conflicts.js";
+import { IFACE } from "../names.js";
 import { type Candidate, expandRule, type RuleContext } from "./expand.js";
+import { type Settled, type SettleTables, settle, settleTables } from "./settle.js";
 
-// Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput. The steps are
-// exported for nat/incremental.ts, the daemon's per-owner cached version of compile().
-
-export const IFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
+// Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput.
+//
+// One implementation, with an optional memo (kube-proxy's partial sync: the same code, skipping
+// what did not change). The CLI compiles once with a fresh memo; the daemon keeps one memo for
+// its life, so an event that touches one guest re-expands only that guest. Each owner's
+// candidates are kept and re-expanded only when what they depend on changed: its conf, .fw and
+// run state; cluster.fw, pve-nat.conf and the public address for everyone; the error lines of the
+// files its rules come from. A memo hit compares the immutable input values it was built from
+// (a miss only costs time); settling stays global but linear (settle.ts). Unchanged forwards and
+// owner chains keep their object identity between plans, so the renderer's memo can skip them.
+// test/unit/nat/memo.test.ts checks memo-on equals memo-off over random edit sequences.
 
 /** Sort-key groups, SPEC §2.3. */
 export const HOST = 0;
@@ -142,8 +152,138 @@ export function expandGuest(
   return out;
 }
 
-export function compile(input: NodeInput): NatPlan {
+interface Slot {
+  /** The values this slot was expanded from (compared on the next compile). */
+  from: readonly unknown[];
+  /** Files its rules come from, with the error lines they had (rejected rules). */
+  deps: Array<[file: string, sig: string]>;
+  cands: Candidate[];
+  diags: Diagnostic[];
+  /** The Forward last emitted per candidate (reused while its state and reason stay). */
+  out: Array<Forward | undefined>;
+}
+
+interface ChainSlot {
+  cands: Candidate[];
+  indices: number[];
+  chains: OwnerChains;
+}
+
+interface Settling {
+  segments: Candidate[][];
+  from: readonly unknown[];
+  diags: Diagnostic[];
+  forwards: Forward[];
+  chains: OwnerChains[];
+}
+
+/** What compile() keeps between calls. Opaque: create one per daemon, none per CLI run. */
+export interface CompileMemo {
+  shared: readonly unknown[] | null;
+  node: Slot | null;
+  guests: Map<number, Slot>;
+  chains: Map<Owner, ChainSlot>;
+  tables: SettleTables;
+  settling: Settling | null;
+  last: { input: NodeInput; plan: NatPlan } | null;
+}
+
+export function createCompileMemo(): CompileMemo {
+  return {
+    shared: null,
+    node: null,
+    guests: new Map(),
+    chains: new Map(),
+    tables: settleTables(),
+    settling: null,
+    last: null,
+  };
+}
+
+function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Files of every rule rulesOf() looks at for this .fw (its own and its security groups'). */
+function ruleFiles(fw: FwFile, cluster: FwFile | null): string[] {
+  const files = new Set<string>();
+  for (const rule of fw.rules) {
+    files.add(rule.file);
+    if (rule.type !== "group" || !rule.enabled) continue;
+    for (const r of cluster?.groups[rule.action.toLowerCase()]?.rules ?? []) files.add(r.file);
+  }
+  return [...files];
+}
+
+/** Error lines per file, as a comparable signature: a rule at such a line is not applied. */
+function rejections(diags: readonly Diagnostic[]): {
+  rejected: Set<string>;
+  sig(file: string): string;
+} {
+  const lines = new Map<string, Set<number>>();
+  const rejected = new Set<string>();
+  for (const d of diags) {
+    if (d.severity !== "error") continue;
+    rejected.add(`${d.file}:${d.line}`);
+    let s = lines.get(d.file);
+    if (!s) {
+      s = new Set();
+      lines.set(d.file, s);
+    }
+    s.add(d.line);
+  }
+  const sigs = new Map<string, string>();
+  return {
+    rejected,
+    sig(file) {
+      let s = sigs.get(file);
+      if (s === undefined) {
+        const l = lines.get(file);
+        s = l ? [...l].sort((a, b) => a - b).join(",") : "";
+        sigs.set(file, s);
+      }
+      return s;
+    },
+  };
+}
+
+/** The memo's slot when `reuse` (nothing shared changed), it was built from `from` and its
+ *  files' error lines are unchanged; otherwise a fresh expansion. */
+function slotFor(
+  old: Slot | null | undefined,
+  reuse: boolean,
+  from: readonly unknown[],
+  sig: (file: string) => string,
+  expand: (diags: Diagnostic[]) => { cands: Candidate[]; files: string[] },
+): Slot {
+  if (reuse && old && sameValues(old.from, from) && old.deps.every(([f, s]) => sig(f) === s))
+    return old;
+  const diags: Diagnostic[] = [];
+  const { cands, files } = expand(diags);
+  cands.sort((a, b) => compareKeys(a.key, b.key));
+  return {
+    from,
+    deps: files.map((f) => [f, sig(f)]),
+    cands,
+    diags,
+    out: new Array(cands.length),
+  };
+}
+
+export function compile(input: NodeInput, memo: CompileMemo = createCompileMemo()): NatPlan {
+  // The daemon's node source hands out the same (immutable) value while nothing changed.
+  if (memo.last?.input === input) return memo.last.plan;
+  const plan = build(input, memo);
+  memo.last = { input, plan };
+  return plan;
+}
+
+function build(input: NodeInput, memo: CompileMemo): NatPlan {
   const { config } = input;
+  const shared = [config, input.publicAddress, input.cluster];
+  const sharedSame = memo.shared !== null && sameValues(memo.shared, shared);
+  memo.shared = shared;
+
   const diags: Diagnostic[] = [...input.diagnostics];
   for (const fw of [input.cluster, input.host]) if (fw) diags.push(...fw.diagnostics);
   const vmids = Object.keys(input.guests)
@@ -156,56 +296,134 @@ export function compile(input: NodeInput): NatPlan {
     diags.push(...g.conf.diagnostics, ...(g.fw?.diagnostics ?? []));
     localNics.push(...g.conf.nics);
   }
+  const { rejected, sig } = rejections(diags);
+  const base: RuleBase = { config, publicAddress: input.publicAddress, localNics };
 
-  const rejected = new Set(
-    diags.filter((d) => d.severity === "error").map((d) => `${d.file}:${d.line}`),
-  );
-  const cands: Candidate[] = [];
-  const base = {
-    config,
-    publicAddress: input.publicAddress,
-    localNics,
-  };
-  cands.push(...expandNode(input, base, rejected, diags));
-  for (const vmid of vmids) cands.push(...expandGuest(input, vmid, base, rejected, diags));
-  cands.sort((a, b) => compareKeys(a.key, b.key));
-
-  if (!IFACE.test(config.externalInterface)) {
-    const message = `external_interface '${config.externalInterface}' is not a valid interface name`;
-    for (const c of cands) {
-      if (c.forward.state === "error") continue;
-      c.forward.state = "error";
-      c.forward.reason = message;
-    }
-  }
-  settleStates(cands, input, diags);
-
-  const chains = new Map<Owner, OwnerChains>();
-  cands.forEach((c, index) => {
-    if (c.forward.state !== "active") return;
-    let oc = chains.get(c.owner);
-    if (!oc) {
-      oc = { owner: c.owner, dnat: [], snat: [] };
-      chains.set(c.owner, oc);
-    }
-    oc.dnat.push(...c.dnat.map((r) => ({ ...r, forward: index })));
-    oc.snat.push(...c.snat.map((r) => ({ ...r, forward: index })));
+  // The node's forwards (host.fw, cluster.fw) also depend on every local NIC (hairpin target
+  // networks): re-expanded when any guest config changed.
+  const nodeFrom = [input.host, ...vmids.map((v) => input.guests[v]?.conf)];
+  memo.node = slotFor(memo.node, sharedSame, nodeFrom, sig, (own) => {
+    const files = new Set<string>();
+    for (const fw of [input.host, input.cluster])
+      if (fw) for (const f of ruleFiles(fw, input.cluster)) files.add(f);
+    return { cands: expandNode(input, base, rejected, own), files: [...files] };
   });
-  const ordered = [...chains.values()].sort((a, b) =>
-    a.owner === b.owner ? 0 : a.owner === "NODE" ? -1 : b.owner === "NODE" ? 1 : a.owner - b.owner,
-  );
+  const segments: Array<{ owner: Owner; slot: Slot }> = [{ owner: "NODE", slot: memo.node }];
+
+  for (const vmid of memo.guests.keys()) if (!input.guests[vmid]?.fw) memo.guests.delete(vmid);
+  for (const vmid of vmids) {
+    const g = input.guests[vmid];
+    if (!g?.fw) continue;
+    const fw = g.fw;
+    // Expansion sees the run state only as running or not ("starting" runs).
+    const from = [g.conf, fw, g.state === "stopped"];
+    const slot = slotFor(memo.guests.get(vmid), sharedSame, from, sig, (own) => ({
+      cands: expandGuest(input, vmid, base, rejected, own),
+      files: ruleFiles(fw, input.cluster),
+    }));
+    memo.guests.set(vmid, slot);
+    if (slot.cands.length > 0) segments.push({ owner: vmid, slot });
+  }
+  diags.push(...memo.node.diags);
+  for (const vmid of vmids) diags.push(...(memo.guests.get(vmid)?.diags ?? []));
+
+  const cands = segments.map((s) => s.slot.cands);
+  const settleFrom = [config, input.hostPorts, input.publicAddress];
+  const prev = memo.settling;
+  const settling =
+    prev && sameValues(prev.from, settleFrom) && sameValues(prev.segments, cands)
+      ? prev
+      : settleAll(input, segments, memo);
+  memo.settling = settling;
+  diags.push(...settling.diags);
 
   return {
     node: input.node,
-    forwards: cands.map((c) => c.forward),
+    forwards: settling.forwards,
     diagnostics: uniqueDiagnostics(diags),
-    chains: ordered,
+    chains: settling.chains,
     entry: {
       externalInterface: config.externalInterface,
       hairpin: config.hairpin,
       hostAccess: config.hostAccess,
       zoneFix: zoneFix(input),
     },
+  };
+}
+
+/** Conflicts, protected ports and the plan's forwards and chains for these candidates. */
+function settleAll(
+  input: NodeInput,
+  segments: Array<{ owner: Owner; slot: Slot }>,
+  memo: CompileMemo,
+): Settling {
+  const { config } = input;
+  const diags: Diagnostic[] = [];
+  const cands: Candidate[] = [];
+  for (const { slot } of segments) for (const c of slot.cands) cands.push(c);
+  const n = cands.length;
+  const settled: Settled = { states: new Array(n), reasons: new Array(n) };
+  const badIface = !IFACE.test(config.externalInterface);
+  const ifaceMessage = `external_interface '${config.externalInterface}' is not a valid interface name`;
+  for (let i = 0; i < n; i++) {
+    const f = (cands[i] as Candidate).forward;
+    const bad = badIface && f.state !== "error";
+    settled.states[i] = bad ? "error" : f.state;
+    settled.reasons[i] = bad ? ifaceMessage : f.reason;
+  }
+  settle(cands, settled, input, diags, memo.tables);
+
+  const forwards: Forward[] = new Array(n);
+  const chains: OwnerChains[] = [];
+  const owners = new Set<Owner>();
+  let offset = 0;
+  for (const { owner, slot } of segments) {
+    const act: Candidate[] = [];
+    const idx: number[] = [];
+    for (let j = 0; j < slot.cands.length; j++) {
+      const c = slot.cands[j] as Candidate;
+      const i = offset + j;
+      const state = settled.states[i] as Forward["state"];
+      const reason = settled.reasons[i] ?? null;
+      let f = slot.out[j];
+      if (!f || f.state !== state || f.reason !== reason) {
+        f = { ...c.forward, state, reason };
+        slot.out[j] = f;
+      }
+      forwards[i] = f;
+      if (state !== "active") continue;
+      act.push(c);
+      idx.push(i);
+    }
+    offset += slot.cands.length;
+    if (act.length === 0) continue;
+    owners.add(owner);
+    const prev = memo.chains.get(owner);
+    if (
+      prev &&
+      prev.cands.length === act.length &&
+      prev.cands.every((c, k) => c === act[k] && prev.indices[k] === idx[k])
+    ) {
+      chains.push(prev.chains);
+      continue;
+    }
+    const oc: OwnerChains = { owner, dnat: [], snat: [] };
+    act.forEach((c, k) => {
+      const forward = idx[k] as number;
+      for (const r of c.dnat) oc.dnat.push({ ...r, forward } as NatRule);
+      for (const r of c.snat) oc.snat.push({ ...r, forward } as NatRule);
+    });
+    memo.chains.set(owner, { cands: act, indices: idx, chains: oc });
+    chains.push(oc);
+  }
+  for (const o of memo.chains.keys()) if (!owners.has(o)) memo.chains.delete(o);
+
+  return {
+    segments: segments.map((s) => s.slot.cands),
+    from: [config, input.hostPorts, input.publicAddress],
+    diags,
+    forwards,
+    chains,
   };
 }
 

@@ -1,18 +1,17 @@
+import type { GuestConf } from "../model.js";
 import { formatPorts, type PortRange } from "../pve/ports.js";
 import { toCidrs } from "./ipv4.js";
 import { chunks, mapPorts, ports } from "./portmap.js";
-import { guestAddress, networkFor, resolveOptional } from "./resolve.js";
+import { guestAddress, networkFor, resolveEnds, staticAddresses } from "./resolve.js";
 import { type BuildInput, type Built, isErr } from "./types.js";
 
 // IN NAT rule → DNAT (SPEC §2.2): public address + proto + public port(s), from -source if
 // given, → guest address + private port(s); with hairpin, masquerade of hairpinned connections.
 
 export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: BuildInput): Built {
-  const dest = resolveOptional(eff.dest, ctx.scope);
-  const source = resolveOptional(eff.source, ctx.scope);
-  if (dest === "ipv6" || source === "ipv6") return "ipv6";
-  if (isErr(dest)) return dest;
-  if (isErr(source)) return source;
+  const ends = resolveEnds(eff, ctx.scope, note);
+  if (ends === "ipv6" || isErr(ends)) return ends;
+  const { source, dest } = ends;
   if (proto === null) return { error: "a NAT IN rule needs -p tcp or -p udp (or a macro)" };
   if (nat.form === "invalid") return { error: nat.message };
 
@@ -44,6 +43,8 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   let target: string;
   if (dest?.single) {
     target = dest.single;
+    const hostAddresses = [ctx.publicAddress, publicAddress].filter((x) => x !== null);
+    if (ctx.guest !== null) checkDest(target, hostAddresses, ctx.guest.conf, note);
   } else if (ctx.guest === null) {
     return {
       error: "a node-level NAT IN rule (cluster.fw, host.fw) needs -dest naming one IPv4 address",
@@ -110,4 +111,29 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
     }
   }
   return "ok";
+}
+
+/** A guest rule's -dest that is not the guest (SPEC §2.2): still applied, but said. */
+function checkDest(
+  dest: string,
+  hostAddresses: string[],
+  conf: GuestConf,
+  note: BuildInput["note"],
+): void {
+  const own = staticAddresses(conf);
+  if (own.includes(dest)) return;
+  const has = own.length > 0 ? own.join(", ") : "no static IPv4 address in its config";
+  if (hostAddresses.includes(dest)) {
+    note(
+      "warning",
+      `-dest ${dest} is the host's public address, not guest ${conf.vmid}'s (${has}): ` +
+        "the forward leads back to the host; name the guest's address or drop -dest",
+    );
+  } else if (own.length > 0) {
+    note(
+      "warning",
+      `-dest ${dest} is not an address of guest ${conf.vmid} (its config has ${has}): ` +
+        `traffic is forwarded to ${dest}`,
+    );
+  }
 }

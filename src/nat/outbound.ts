@@ -1,18 +1,16 @@
 import { formatPorts } from "../pve/ports.js";
 import { type IpSet, ipToInt, toCidrs } from "./ipv4.js";
 import { chunks, ports } from "./portmap.js";
-import { guestAddress, resolveOptional } from "./resolve.js";
+import { guestAddress, resolveEnds } from "./resolve.js";
 import { type BuildInput, type Built, isErr } from "./types.js";
 
 // OUT NAT rule → SNAT/MASQUERADE (SPEC §2.2): traffic from the guest (-source, default its
 // address) to -dest (default anywhere) leaving via external_interface.
 
-export function buildSnat({ c, rule, eff, proto, nat, ctx, comment }: BuildInput): Built {
-  const source = resolveOptional(eff.source, ctx.scope);
-  const dest = resolveOptional(eff.dest, ctx.scope);
-  if (dest === "ipv6" || source === "ipv6") return "ipv6";
-  if (isErr(dest)) return dest;
-  if (isErr(source)) return source;
+export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: BuildInput): Built {
+  const ends = resolveEnds(eff, ctx.scope, note);
+  if (ends === "ipv6" || isErr(ends)) return ends;
+  const { source, dest } = ends;
   const dport = ports(eff.dport, "-dport");
   const sport = ports(eff.sport, "-sport");
   if (isErr(dport)) return dport;

@@ -11,8 +11,14 @@ export interface AddrScope {
   cluster: FwFile | null;
 }
 
+/** IPv6 entries of a mixed ipset, left out of the IPv4 set. */
+export interface SkippedV6 {
+  ipset: string;
+  count: number;
+}
+
 export type Resolved =
-  | { kind: "v4"; set: IpSet; single: string | null }
+  | { kind: "v4"; set: IpSet; single: string | null; skipped?: SkippedV6 }
   | { kind: "v6" }
   | { kind: "error"; message: string };
 
@@ -65,7 +71,7 @@ function resolveIpset(
   // Aliases inside a cluster ipset are the cluster's.
   const inner: AddrScope = owner === "cluster" ? { guest: null, cluster: scope.cluster } : scope;
   const entries: Array<{ set: IpSet; size: number; nomatch: boolean }> = [];
-  let v6 = false;
+  let v6 = 0;
   for (const e of ipset.entries) {
     const ref = parseAddressRef(e.cidr);
     let b: Block;
@@ -76,7 +82,7 @@ function resolveIpset(
     if (b.kind === "error")
       return { kind: "error", message: `ipset '${label}' line ${e.line}: ${b.message}` };
     if (b.kind === "v6") {
-      v6 = true;
+      v6++;
       continue;
     }
     entries.push({ set: b.set, size: b.size, nomatch: e.nomatch });
@@ -86,9 +92,10 @@ function resolveIpset(
   let set: IpSet = [];
   for (const e of entries) set = e.nomatch ? subtract(set, e.set) : union(set, e.set);
   if (set.length === 0) {
-    if (v6) return { kind: "v6" };
+    if (v6 > 0) return { kind: "v6" };
     return { kind: "error", message: `ipset '${label}' has no IPv4 address (it matches nothing)` };
   }
+  if (v6 > 0) return { kind: "v4", set, single: null, skipped: { ipset: label, count: v6 } };
   return { kind: "v4", set, single: null };
 }
 
@@ -111,12 +118,20 @@ export function resolveAddress(text: string, scope: AddrScope): Resolved {
 export function resolveOptional(
   text: string | null,
   scope: AddrScope,
-): { set: IpSet; single: string | null } | null | "ipv6" | { error: string } {
+): { set: IpSet; single: string | null; skipped?: SkippedV6 } | null | "ipv6" | { error: string } {
   if (text === null) return null;
   const r = resolveAddress(text, scope);
   if (r.kind === "v6") return "ipv6";
   if (r.kind === "error") return { error: r.message };
-  return { set: r.set, single: r.single };
+  return r.skipped
+    ? { set: r.set, single: r.single, skipped: r.skipped }
+    : { set: r.set, single: r.single };
+}
+
+/** The warning for a mixed ipset whose IPv6 entries a NAT rule leaves out (SPEC §2.2). */
+export function skippedMessage(option: "-source" | "-dest", s: SkippedV6): string {
+  const entries = s.count === 1 ? "1 IPv6 entry" : `${s.count} IPv6 entries`;
+  return `ipset '${s.ipset}' (${option}) has ${entries}: skipped, this NAT rule uses only its IPv4 entries (IPv6 is not NATed)`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +158,14 @@ function staticAddress(nic: GuestNic): GuestAddress | null {
 
 function setting(conf: GuestConf, n: number): string {
   return conf.kind === "lxc" ? `net${n}: …,ip=10.10.10.x/24` : `ipconfig${n}: ip=10.10.10.x/24`;
+}
+
+/** Every static IPv4 address in the guest's config, in NIC order. */
+export function staticAddresses(conf: GuestConf): string[] {
+  return conf.nics.flatMap((n) => {
+    const a = staticAddress(n);
+    return a ? [a.address] : [];
+  });
 }
 
 /** The address on the NIC named by `iface` (-i netN), or on the only NIC with a static IPv4. */
@@ -195,4 +218,22 @@ export function networkFor(address: string, nics: readonly GuestNic[]): string |
     if (ip >= ipToInt(net) && ip < ipToInt(net) + size) return a.network;
   }
   return null;
+}
+
+type OptionalEnd = Exclude<ReturnType<typeof resolveOptional>, "ipv6" | { error: string }>;
+
+/** A rule's -source and -dest resolved for one build, with the skipped-IPv6 warnings said. */
+export function resolveEnds(
+  eff: { source: string | null; dest: string | null },
+  scope: AddrScope,
+  note: (severity: "warning", message: string) => void,
+): { source: OptionalEnd; dest: OptionalEnd } | "ipv6" | { error: string } {
+  const source = resolveOptional(eff.source, scope);
+  const dest = resolveOptional(eff.dest, scope);
+  if (dest === "ipv6" || source === "ipv6") return "ipv6";
+  if (dest !== null && "error" in dest) return dest;
+  if (source !== null && "error" in source) return source;
+  if (source?.skipped) note("warning", skippedMessage("-source", source.skipped));
+  if (dest?.skipped) note("warning", skippedMessage("-dest", dest.skipped));
+  return { source, dest };
 }

@@ -1,15 +1,19 @@
 import type { Diagnostic, ForwardState, NodeInput } from "../model.js";
-import type { PortRange } from "../pve/ports.js";
-import { ALWAYS_PROTECTED, claimText, describe, splitOrigin } from "./conflicts.js";
+import { PROTECTED_PORTS } from "../names.js";
+import { formatPorts, type PortRange } from "../pve/ports.js";
 import type { Candidate } from "./types.js";
 
-// conflicts.ts's settleStates in O(candidates + claimed ports) instead of O(candidates²), for
-// the daemon's incremental compile: the same decisions, reasons and diagnostics, in the same
-// order (test/unit/nat/incremental.test.ts compares them), without mutating the candidates.
-// Winners never overlap each other, so "the first winner that clashes" is the smallest winner
-// index found on any port of the claim; "the first stopped one" likewise, per port.
+// SPEC §2.3, the one place conflicts and protected ports are decided. Candidates arrive
+// sorted (host.fw, cluster.fw, guests by vmid, line); the first claim on a public address +
+// proto + port wins. Protected host ports are checked first, so a forward that may not exist
+// never wins a port. Stopped guests take no part in conflicts; their reason says what they
+// would collide with once started.
+//
+// Linear in candidates + claimed ports: winners never overlap each other, so "the first winner
+// that clashes" is the smallest winner index found on any port of the claim; "the first
+// stopped one" likewise, per port. Candidates are not mutated: the result is parallel to them.
 
-/** Candidates' states and reasons, parallel to the candidate list (updated in place). */
+/** Candidates' states and reasons, parallel to the candidate list. */
 export interface Settled {
   states: ForwardState[];
   reasons: Array<string | null>;
@@ -83,7 +87,7 @@ class PortIndex {
   }
 }
 
-/** Reusable per compiler: the port tables are allocated once. */
+/** The port tables, allocated once per compile memo. */
 export interface SettleTables {
   winners: PortIndex;
   stopped: PortIndex;
@@ -93,20 +97,34 @@ export function settleTables(): SettleTables {
   return { winners: new PortIndex(), stopped: new PortIndex() };
 }
 
-/** settleStates on `out` (the candidates' current states and reasons, updated in place).
- *  Claims must be within 0..65535 (validPorts); otherwise use settleStates. */
-export function settleFast(
+export function describe(c: Candidate): string {
+  const who = c.forward.vmid === null ? "node" : `vm ${c.forward.vmid}`;
+  return `${c.forward.origin} (${who})`;
+}
+
+function claimText(c: Candidate): string {
+  const cl = c.claim;
+  return cl ? `${cl.proto} ${cl.address}:${formatPorts(cl.ports)}` : "";
+}
+
+export function splitOrigin(origin: string): [string, number] {
+  const i = origin.lastIndexOf(":");
+  return [origin.slice(0, i), Number(origin.slice(i + 1))];
+}
+
+/** Settles `cands`, starting from the states and reasons in `out` (updated in place). */
+export function settle(
   cands: readonly Candidate[],
   out: Settled,
-  input: NodeInput,
+  input: Pick<NodeInput, "config" | "hostPorts" | "publicAddress">,
   diags: Diagnostic[],
   tables: SettleTables = settleTables(),
 ): void {
   const { states, reasons } = out;
   const allowed = new Set(input.config.allowHostPorts);
   const protectedPorts = new Map<number, string>();
-  for (const p of [...Object.keys(ALWAYS_PROTECTED).map(Number), ...input.hostPorts]) {
-    if (!allowed.has(p)) protectedPorts.set(p, ALWAYS_PROTECTED[p] ?? "listening");
+  for (const p of [...Object.keys(PROTECTED_PORTS).map(Number), ...input.hostPorts]) {
+    if (!allowed.has(p)) protectedPorts.set(p, PROTECTED_PORTS[p] ?? "listening");
   }
   const protectedList = [...protectedPorts];
   const at = (c: Candidate) => {
@@ -119,8 +137,14 @@ export function settleFast(
   for (let i = 0; i < n; i++) {
     const c = cands[i] as Candidate;
     const cl = c.claim;
-    if (states[i] === "error" || !cl || cl.proto !== "tcp" || cl.address !== input.publicAddress)
+    if (states[i] === "error" || !cl) continue;
+    // The grammar only yields ports 0..65535; a claim outside would corrupt the port tables.
+    if (!validPorts(cl.ports)) {
+      states[i] = "error";
+      reasons[i] = `public port out of range: ${formatPorts(cl.ports)}`;
       continue;
+    }
+    if (cl.proto !== "tcp" || cl.address !== input.publicAddress) continue;
     let hit: [number, string] | undefined;
     const one = cl.ports.length === 1 ? cl.ports[0] : undefined;
     if (one && one.from === one.to) {

@@ -5,6 +5,8 @@
 // rejected because host bits are set). Strings are byte strings (one char per byte, as Perl sees
 // pmxcfs content); whitespace classes are ASCII as in Perl.
 
+import { IPV4, IPV4_PATTERN } from "../names.js";
+
 export interface AddrItem {
   family: 4 | 6;
   kind: "ip" | "cidr" | "range";
@@ -17,11 +19,8 @@ export type AddressRef =
   | { kind: "alias"; scope: "dc" | "guest" | null; name: string }
   | { kind: "ipset"; scope: "dc" | "guest" | "sdn" | null; name: string };
 
-const IPV4_OCTET = "(?:25[0-5]|(?:2[0-4]|1[0-9]|[1-9])?[0-9])";
-/** PVE::Tools $IPV4RE. */
-export const IPV4_RE = `(?:(?:${IPV4_OCTET}\\.){3}${IPV4_OCTET})`;
 const H16 = "(?:[0-9a-fA-F]{1,4})";
-const LS32 = `(?:(?:${IPV4_RE}|${H16}:${H16}))`;
+const LS32 = `(?:(?:${IPV4_PATTERN}|${H16}:${H16}))`;
 /** PVE::Tools $IPV6RE. */
 export const IPV6_RE =
   "(?:" +
@@ -36,20 +35,21 @@ export const IPV6_RE =
   `(?:(?:(?:(?:${H16}:){0,6}${H16})?::))` +
   ")";
 
-const IPV4_ONLY = new RegExp(`^${IPV4_RE}$`);
-const IPV4_CIDR = new RegExp(`^${IPV4_RE}(?:/([0-9]+))?$`);
+const IPV4_CIDR = new RegExp(`^${IPV4_PATTERN}(?:/([0-9]+))?$`);
 const IPV6_CIDR = new RegExp(`^${IPV6_RE}(?:/([0-9]+))?$`);
 
 /** pve-firewall's name patterns (ipsets, aliases, security groups share one shape). */
 export const NAME_PATTERN = "[A-Za-z][A-Za-z0-9\\-_]+";
-const IPSET_REF = new RegExp(`^\\+(guest/|dc/|sdn/)?(${NAME_PATTERN})$`);
-const ALIAS_REF = new RegExp(`^(dc/|guest/)?(${NAME_PATTERN})$`);
+/** `+[scope/]name`: an ipset reference; groups 1 scope (or undefined) and 2 name. */
+export const IPSET_REF = new RegExp(`^\\+(guest/|dc/|sdn/)?(${NAME_PATTERN})$`);
+/** `[scope/]name`: an alias reference; groups 1 scope (or undefined) and 2 name. */
+export const ALIAS_REF = new RegExp(`^(dc/|guest/)?(${NAME_PATTERN})$`);
 const MAX_ALIAS_NAME = 64;
 const MAX_IPSET_NAME = 64;
 
 /** Plain dotted quad (no CIDR, no leading zeros), as PVE's $IPV4RE. */
 export function isIPv4(text: string): boolean {
-  return IPV4_ONLY.test(text);
+  return IPV4.test(text);
 }
 
 /** Perl's split: trailing empty fields are dropped. */
@@ -270,6 +270,13 @@ export function parseAddressRef(text: string): AddressRef | { error: string } {
     return { error: `a range cannot be used in a list: '${text}'` };
   }
   return { kind: "list", items };
+}
+
+/** The IP family a -source/-dest literal list fixes; null for aliases and ipsets (their family
+ *  is known only once the definition is looked up) and for invalid values. */
+export function listFamily(value: string): 4 | 6 | null {
+  const ref = parseAddressRef(value);
+  return "kind" in ref && ref.kind === "list" ? (ref.items[0]?.family ?? null) : null;
 }
 
 function bigToV4(n: bigint): string {

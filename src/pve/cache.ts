@@ -7,8 +7,8 @@
 // The watcher's fingerprint and the
 // plan's NodeInput come from the same entries, so an apply re-reads nothing a poll just read.
 //
-// loadNode (node.ts) stays the one-shot reference: input() returns what it would return for
-// the same files (test/unit/pve/cache.test.ts checks them against each other).
+// The one node reader: loadNode (node.ts) is a fresh source read once; the daemon keeps one
+// source for its life and shares it between the watcher's fingerprint and the plan loader.
 
 import { createHash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync, type Stats, statSync } from "node:fs";
@@ -39,7 +39,15 @@ import {
   refsOf,
   rel,
 } from "./nodefiles.js";
-import { lxcCommandSocket, qemuPidfile } from "./runstate.js";
+import {
+  cmdlineHasPidfile,
+  lxcCommandSocket,
+  parseUnixSockets,
+  pidOf,
+  qemuPidfile,
+} from "./runstate.js";
+
+export { parseUnixSockets } from "./runstate.js";
 
 /** An mtime (or ctime) this close to now may hide a later edit in the same second. */
 export const RECENT_MS = 2000;
@@ -57,11 +65,19 @@ export type RefreshScope =
       ownRunState?: boolean;
     };
 
+export interface InputOptions {
+  /** Guests whose pre-start hook ran: "starting" while not yet running. */
+  pending?: ReadonlySet<number>;
+  /** Use this config instead of the file's (check parses it itself to report every error at
+   *  once; then no config diagnostics are added here). Never memoised. */
+  config?: Config;
+}
+
 export interface NodeSource {
   refresh(scope: RefreshScope): Promise<void>;
   /** loadNode's result for the cached sources. Throws ConfigError on a bad pve-nat.conf value.
    *  The result is shared until a source changes: do not mutate it. */
-  input(opts?: { pending?: ReadonlySet<number> }): NodeInput;
+  input(opts?: InputOptions): NodeInput;
   /** Per source its content hash (or run state), as node.ts's fingerprint() always gave. */
   fingerprint(): Map<string, string>;
 }
@@ -102,45 +118,6 @@ function identity(st: Stats): string {
 
 function recent(st: Stats, now: number): boolean {
   return now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS;
-}
-
-/** pve-container's check: the abstract socket names in /proc/net/unix, as runstate.ts reads
- *  them (the 8th whitespace-separated field of each line after the header, when it starts
- *  with '@'), scanned without splitting every line: a node with many guests lists thousands. */
-export function parseUnixSockets(text: string): Set<string> {
-  const names = new Set<string>();
-  const n = text.length;
-  let i = text.indexOf("\n");
-  if (i < 0) return names;
-  i++;
-  const ws = (c: number) => c === 32 || c === 9 || c === 13 || c === 11 || c === 12;
-  while (i < n) {
-    let end = text.indexOf("\n", i);
-    if (end < 0) end = n;
-    // Only lines naming an abstract socket can count.
-    const at = text.indexOf("@", i);
-    if (at >= 0 && at < end) {
-      let p = i;
-      let field = 0;
-      let start = -1;
-      let stop = -1;
-      while (p < end) {
-        while (p < end && ws(text.charCodeAt(p))) p++;
-        if (p >= end) break;
-        const s0 = p;
-        while (p < end && !ws(text.charCodeAt(p))) p++;
-        if (field === 7) {
-          start = s0;
-          stop = p;
-          break;
-        }
-        field++;
-      }
-      if (start >= 0 && text.charCodeAt(start) === 64) names.add(text.slice(start, stop));
-    }
-    i = end + 1;
-  }
-  return names;
 }
 
 function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
@@ -268,17 +245,11 @@ export function createNodeSource(paths: NodePaths): NodeSource {
   function qemuCheck(vmid: number, now: number): boolean {
     const pidfile = paths.path(qemuPidfile(vmid));
     const e = touch(pidfile, now);
-    const m = e.text === null ? null : /^(\d+)\n?$/.exec(e.text);
+    const pid = pidOf(e.text);
     let running = false;
-    if (m) {
+    if (pid !== null) {
       try {
-        const args = readFileSync(`/proc/${m[1]}/cmdline`, "utf8").split("\0");
-        for (let i = 0; i < args.length - 1; i++) {
-          if ((args[i] === "-pidfile" || args[i] === "--pidfile") && args[i + 1] === pidfile) {
-            running = true;
-            break;
-          }
-        }
+        running = cmdlineHasPidfile(readFileSync(`/proc/${pid}/cmdline`, "utf8"), pidfile);
       } catch {
         running = false;
       }
@@ -498,8 +469,9 @@ export function createNodeSource(paths: NodePaths): NodeSource {
   let lastInput: { key: string; value: NodeInput } | null = null;
 
   /** The same object while nothing it depends on changed (callers must not mutate it). */
-  function input(opts: { pending?: ReadonlySet<number> } = {}): NodeInput {
+  function input(opts: InputOptions = {}): NodeInput {
     if (!primed) throw new Error("node source: refresh() before input()");
+    if (opts.config) return build(opts);
     const key = `${changes}\0${[...(opts.pending ?? [])].sort((a, b) => a - b).join(",")}`;
     if (lastInput?.key === key) return lastInput.value;
     const value = build(opts);
@@ -507,13 +479,16 @@ export function createNodeSource(paths: NodePaths): NodeSource {
     return value;
   }
 
-  function build(opts: { pending?: ReadonlySet<number> }): NodeInput {
+  function build(opts: InputOptions): NodeInput {
     const diagnostics: Diagnostic[] = [];
     const ce = entry(paths.configPath);
-    if (ce?.error) throw new ConfigError(`cannot read: ${ce.error}`, paths.configPath);
-    const parsed = configResult();
+    const parsed = opts.config ? null : configResult();
+    if (ce?.error && !opts.config)
+      throw new ConfigError(`cannot read: ${ce.error}`, paths.configPath);
     let config: Config;
-    if (parsed === null) {
+    if (opts.config) {
+      config = opts.config;
+    } else if (parsed === null) {
       config = absentConfig;
     } else {
       const first = parsed.errors[0];
@@ -618,17 +593,4 @@ export function createNodeSource(paths: NodePaths): NodeSource {
     input,
     fingerprint,
   };
-}
-
-const sources = new WeakMap<NodePaths, NodeSource>();
-
-/** One source per `paths` object: the daemon passes the same object to its plan loader and to
- *  its watcher's fingerprint, which then share one cache. */
-export function nodeSource(paths: NodePaths): NodeSource {
-  let s = sources.get(paths);
-  if (!s) {
-    s = createNodeSource(paths);
-    sources.set(paths, s);
-  }
-  return s;
 }

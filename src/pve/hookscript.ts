@@ -22,8 +22,9 @@ export interface ChainEntry {
 
 // pve's volume ids: "<storage>:snippets/<name>"; a name with '/' or whitespace is not one we
 // can pass through a line-based file or a shell word safely.
-const STORAGE_ID = /^[a-z][a-z0-9\-_.]*[a-z0-9]$/i;
-const SNIPPET_VOLID = /^([a-z][a-z0-9\-_.]*[a-z0-9]):snippets\/([^/\s]+)$/i;
+const STORAGE_ID_PATTERN = "[a-z][a-z0-9\\-_.]*[a-z0-9]";
+const STORAGE_ID = new RegExp(`^${STORAGE_ID_PATTERN}$`, "i");
+const SNIPPET_VOLID = new RegExp(`^(${STORAGE_ID_PATTERN}):snippets/([^/\\s]+)$`, "i");
 
 /** Any storage's copy of our snippet counts as attached. */
 export function isPveNatHook(volid: string): boolean {

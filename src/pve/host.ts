@@ -3,9 +3,10 @@
 
 import { readFile } from "node:fs/promises";
 import { execa } from "execa";
+import { PROTECTED_PORTS } from "../names.js";
 
 /** Ports the host always protects, listening or not: SSH, the web UI, the SPICE proxy. */
-export const ALWAYS_PROTECTED = [22, 8006, 3128] as const;
+export const ALWAYS_PROTECTED: readonly number[] = Object.keys(PROTECTED_PORTS).map(Number);
 
 /** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address). */
 export async function interfaceIPv4(iface: string): Promise<string | null> {

@@ -3,6 +3,7 @@
 
 import { hostname } from "node:os";
 import type { Config, Diagnostic, FwFile, FwKind, GuestKind } from "../model.js";
+import { parseVmid } from "../names.js";
 import { parseFwFile } from "./fwfile.js";
 import { checkRefs } from "./refs.js";
 
@@ -34,10 +35,10 @@ export const rel = {
   guestFw: (vmid: number) => `firewall/${vmid}.fw`,
 };
 
-/** A guest config file name in nodes/<node>/{qemu-server,lxc}/ → its vmid, or null. */
+/** A guest config file name in nodes/<node>/{qemu-server,lxc}/ → its vmid, or null. The bus
+ *  takes the same VMIDs, so a guest the loader sees can always be named in a request. */
 export function confVmid(name: string): number | null {
-  const m = /^([1-9]\d{0,8})\.conf$/.exec(name);
-  return m ? Number(m[1]) : null;
+  return name.endsWith(".conf") ? parseVmid(name.slice(0, -".conf".length)) : null;
 }
 
 /** The grammar step alone: what parseFwFile needs of cluster.fw depends on the kind. */

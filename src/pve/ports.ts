@@ -81,6 +81,11 @@ export const ICMPV6_TYPES: ReadonlySet<string> = new Set([
   "redirect",
 ]);
 
+/** The protocols whose -dport may hold an ICMP type name and whose -icmp-type applies. */
+export function isIcmpProto(proto: string | null | undefined): boolean {
+  return proto === "icmp" || proto === "icmpv6" || proto === "ipv6-icmp";
+}
+
 const MAX_PORT_NUMBERS = 15;
 
 type Item =

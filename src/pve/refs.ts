@@ -13,12 +13,10 @@
 // read: those references are not checked.
 
 import type { Diagnostic, FwAlias, FwFile, FwIpset, FwRule } from "../model.js";
-import { NAME_PATTERN, parseAddressRef, parseIpOrCidr } from "./address.js";
-import { macroConflicts, parseTrace } from "./fwfile.js";
+import { ALIAS_REF, IPSET_REF, parseAddressRef, parseIpOrCidr } from "./address.js";
+import { macroConflicts } from "./fw/macro.js";
 import { asciiLower } from "./macros.js";
 
-const IPSET_REF = new RegExp(`^\\+(guest/|dc/|sdn/)?(${NAME_PATTERN})$`);
-const ALIAS_REF = new RegExp(`^(dc/|guest/)?(${NAME_PATTERN})$`);
 /** Names SDN gives its generated ipsets (vnet subnets, IPAM). */
 const SDN_IPSET = /-(?:all|gateway|no-gateway|dhcp)$|^guest-ipam-/;
 
@@ -55,7 +53,7 @@ function alias(
   final = false,
 ): AliasHit | undefined {
   if (!owner) return undefined;
-  const defs = parseTrace(owner)?.aliasDefs.get(name);
+  const defs = owner.trace?.aliasDefs.get(name);
   if (!final && owner === scope.self && defs) {
     const above = defs.filter((d) => d.line < scope.line);
     const last = above[above.length - 1];
@@ -69,7 +67,7 @@ function alias(
 
 function ipset(scope: Scope, owner: FwFile | null, name: string, final = false): boolean {
   if (!owner) return false;
-  const headers = parseTrace(owner)?.ipsetDefs.get(name);
+  const headers = owner.trace?.ipsetDefs.get(name);
   if (!final && owner === scope.self && headers) return headers.some((l) => l < scope.line);
   if (!Object.hasOwn(owner.ipsets, name)) return false;
   return final || owner !== scope.self || (owner.ipsets[name] as FwIpset).line < scope.line;
@@ -164,7 +162,7 @@ function checkRule(rule: FwRule, scope: Scope): Found {
     errors.push("IPv4 and IPv6 mixed in one rule (through an alias)");
   }
   // The macro check parseFwFile left for us: its IPv4/IPv6 variant depends on an alias.
-  const deferred = parseTrace(scope.self)?.deferredMacros.get(rule.line);
+  const deferred = scope.self.trace?.deferredMacros.get(rule.line);
   if (deferred && rule.macro && !mixed && errors.length === 0) {
     errors.push(...macroConflicts(rule.macro, deferred, first?.family ?? null));
   }
@@ -180,7 +178,7 @@ function checkRule(rule: FwRule, scope: Scope): Found {
 function checkIpsetEntries(fw: FwFile, cluster: FwFile | null): Diagnostic[] {
   const out: Diagnostic[] = [];
   const entries =
-    parseTrace(fw)?.ipsetAliasEntries ??
+    fw.trace?.ipsetAliasEntries ??
     Object.values(fw.ipsets).flatMap((set) =>
       set.entries.map((e) => ({ set: set.name, line: e.line, cidr: e.cidr })),
     );
@@ -224,8 +222,7 @@ export function checkRefs(fw: FwFile, cluster: FwFile | null): Diagnostic[] {
     );
   }
   if (fw.kind === "cluster") {
-    const groupRules =
-      parseTrace(fw)?.groupRules ?? Object.values(fw.groups).flatMap((g) => g.rules);
+    const groupRules = fw.trace?.groupRules ?? Object.values(fw.groups).flatMap((g) => g.rules);
     for (const rule of groupRules) {
       const scope: Scope = {
         self: fw,

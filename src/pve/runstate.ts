@@ -10,15 +10,15 @@ export function qemuPidfile(vmid: number): string {
   return `/var/run/qemu-server/${vmid}.pid`;
 }
 
-/** qemu-server's check_running: the pid file names a live process whose command line has
- *  `-pidfile <that same path>` (a recycled pid of some other process does not count). */
-export async function qemuRunning(path: (abs: string) => string, vmid: number): Promise<boolean> {
-  const pidfile = path(qemuPidfile(vmid));
-  const text = await readFile(pidfile, "utf8").catch(() => null);
+/** The pid a qemu pidfile names, or null. */
+export function pidOf(text: string | null): string | null {
   const m = text === null ? null : /^(\d+)\n?$/.exec(text);
-  if (!m) return false;
-  const cmdline = await readFile(`/proc/${m[1]}/cmdline`, "utf8").catch(() => null);
-  if (cmdline === null) return false;
+  return m ? (m[1] as string) : null;
+}
+
+/** qemu-server's check_running: the process's command line has `-pidfile <that same path>`
+ *  (a recycled pid of some other process does not count; a zombie's cmdline is empty). */
+export function cmdlineHasPidfile(cmdline: string, pidfile: string): boolean {
   const args = cmdline.split("\0");
   for (let i = 0; i < args.length - 1; i++) {
     if ((args[i] === "-pidfile" || args[i] === "--pidfile") && args[i + 1] === pidfile) return true;
@@ -26,18 +26,57 @@ export async function qemuRunning(path: (abs: string) => string, vmid: number): 
   return false;
 }
 
-/** Abstract socket names listed in /proc/net/unix of our network namespace ("@/var/lib/…"). */
-export async function abstractSockets(): Promise<Set<string>> {
-  const text = await readFile("/proc/net/unix", "utf8").catch(() => "");
+export async function qemuRunning(path: (abs: string) => string, vmid: number): Promise<boolean> {
+  const pidfile = path(qemuPidfile(vmid));
+  const pid = pidOf(await readFile(pidfile, "utf8").catch(() => null));
+  if (pid === null) return false;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => null);
+  return cmdline !== null && cmdlineHasPidfile(cmdline, pidfile);
+}
+
+/** pve-container's check: the abstract socket names in /proc/net/unix, as pve-container reads
+ *  them (the 8th whitespace-separated field of each line after the header, when it starts
+ *  with '@'), scanned without splitting every line: a node with many guests lists thousands. */
+export function parseUnixSockets(text: string): Set<string> {
   const names = new Set<string>();
-  for (const line of text.split("\n").slice(1)) {
-    // Num RefCount Protocol Flags Type St Inode Path — the path is the 8th field.
-    const path = line.trim().split(/\s+/)[7];
-    if (path?.startsWith("@")) names.add(path);
+  const n = text.length;
+  let i = text.indexOf("\n");
+  if (i < 0) return names;
+  i++;
+  const ws = (c: number) => c === 32 || c === 9 || c === 13 || c === 11 || c === 12;
+  while (i < n) {
+    let end = text.indexOf("\n", i);
+    if (end < 0) end = n;
+    // Only lines naming an abstract socket can count.
+    const at = text.indexOf("@", i);
+    if (at >= 0 && at < end) {
+      let p = i;
+      let field = 0;
+      let start = -1;
+      let stop = -1;
+      while (p < end) {
+        while (p < end && ws(text.charCodeAt(p))) p++;
+        if (p >= end) break;
+        const s0 = p;
+        while (p < end && !ws(text.charCodeAt(p))) p++;
+        if (field === 7) {
+          start = s0;
+          stop = p;
+          break;
+        }
+        field++;
+      }
+      if (start >= 0 && text.charCodeAt(start) === 64) names.add(text.slice(start, stop));
+    }
+    i = end + 1;
   }
   return names;
 }
 
+/** Abstract socket names listed in /proc/net/unix of our network namespace ("@/var/lib/…"). */
+export async function abstractSockets(): Promise<Set<string>> {
+  return parseUnixSockets(await readFile("/proc/net/unix", "utf8").catch(() => ""));
+}
 /** pve-container's check_running: LXC's command socket exists. Not remapped by --root:
  *  abstract sockets live in the network namespace, like /proc. */
 export function lxcCommandSocket(vmid: number): string {

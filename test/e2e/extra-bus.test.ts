@@ -4,8 +4,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Background } from "./exec.js";
-import { sleep, waitFor } from "./exec.js";
+import type { Background } from "../helpers/exec.js";
+import { sleep, waitFor } from "../helpers/exec.js";
 import { ADDR } from "./harness.js";
 import { createScenario, type Scenario } from "./scenario.js";
 

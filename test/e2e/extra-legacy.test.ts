@@ -68,7 +68,7 @@ describe("iptables = legacy", () => {
       "nat/PVENAT-PREROUTING",
       "raw/PVENAT-RAW",
     ]);
-    expect(legacy).toEqual(await sc.plannedOwned());
+    expect(legacy).toEqual(await sc.plannedOwned(legacy));
     expect(await save("nft")).toEqual({ chains: {}, jumps: [] });
     const s = await sc.json(["status"]);
     expect(s.daemon?.backend).toBe("legacy");

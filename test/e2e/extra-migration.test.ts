@@ -6,8 +6,9 @@
 import { mkdir, rename } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep } from "./exec.js";
-import { ADDR, guestConfText } from "./harness.js";
+import { sleep } from "../helpers/exec.js";
+import { guestConf } from "../helpers/simnode.js";
+import { ADDR } from "./harness.js";
 import { createScenario, type Scenario, within } from "./scenario.js";
 
 const fw = (rules: string) => `[OPTIONS]\nenable: 1\n\n[RULES]\n${rules}`;
@@ -35,7 +36,7 @@ beforeAll(async () => {
   await sim.writePve("firewall/121.fw", fw("IN ACCEPT -p tcp -dport 22 # NAT:2221 ssh\n"));
   const g = sim.guests.get(120);
   if (!g) throw new Error("no guest 120");
-  await sim.writePve("nodes/pve2/qemu-server/120.conf", guestConfText(g));
+  await sim.writePve("nodes/pve2/qemu-server/120.conf", guestConf(g));
   await sc.startDaemon();
   for (const vmid of [120, 121]) {
     await sim.tcpService(sim.guests.get(vmid)?.ns ?? "", 22, `SSH-2.0-vm${vmid}`);

@@ -2,7 +2,7 @@
 // listens on at the public address — is an error in status and check, nothing is DNATed there
 // and the node's own "sshd" keeps answering; listed in allow_host_ports, the port is forwarded.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "./exec.js";
+import { waitFor } from "../helpers/exec.js";
 import { ADDR, baseConfig } from "./harness.js";
 import { createScenario, type Scenario, within } from "./scenario.js";
 

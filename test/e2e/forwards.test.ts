@@ -3,8 +3,9 @@
 // LXC) starting cold. The last group runs the firewall=1 guest with conntrack_zone_fix = no and
 // shows the same rules failing: pve-nat's fwbr handling is what makes them work.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep } from "./exec.js";
-import { ADDR, type GuestKind } from "./harness.js";
+import { sleep } from "../helpers/exec.js";
+import type { GuestKind } from "../helpers/simnode.js";
+import { ADDR } from "./harness.js";
 import { createScenario, hookTimes, type Scenario } from "./scenario.js";
 
 const FW_107 = `[OPTIONS]

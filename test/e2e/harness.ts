@@ -11,20 +11,36 @@
 //
 // The router has no route to 10.10.10.0/24: a guest packet that leaves un-NATed gets no answer.
 // Every namespace is named pvenat-<role>-<random>; destroy() kills what runs in them and deletes them.
+// The --root tree and the run state come from test/helpers/simnode.ts.
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
 import {
   type Background,
+  inNetns,
   type RunOptions,
   type RunResult,
   run,
   runOk,
   spawnBackground,
   waitFor,
-} from "./exec.js";
+} from "../helpers/exec.js";
+import {
+  configPath,
+  GATEWAY,
+  type GuestKind,
+  guestConf,
+  guestMac,
+  natConf,
+  pvePath,
+  replaceFile,
+  startGuest,
+  stopGuest,
+  writeGuest,
+  writeNode,
+} from "../helpers/simnode.js";
 import { type ProbeResult, TCP_PROBE, UDP_PROBE, UDP_SERVICE } from "./probe.js";
 
 export const ADDR = {
@@ -34,13 +50,10 @@ export const ADDR = {
   clientA: "198.51.100.7",
   clientB: "198.51.100.8",
   remote: "198.51.100.20",
-  gateway: "10.10.10.1",
+  gateway: GATEWAY,
 } as const;
 
-export const NODE_NAME = "pve1";
 const REPO = path.resolve(import.meta.dirname, "../..");
-
-export type GuestKind = "qemu" | "lxc";
 
 export interface GuestSpec {
   vmid: number;
@@ -142,12 +155,6 @@ export interface SimNode {
 const IFACE = /^[a-z][a-z0-9]{0,14}$/;
 const BANNER = /^[A-Za-z0-9._-]{1,64}$/;
 
-export function guestMac(vmid: number): string {
-  const hi = ((vmid >> 8) & 0xff).toString(16).padStart(2, "0");
-  const lo = (vmid & 0xff).toString(16).padStart(2, "0");
-  return `bc:24:11:00:${hi}:${lo}`;
-}
-
 /** pve-nat as the tests run it: PVE_NAT_BIN, else the bundle global-setup built for this run. */
 export function pveNatArgv(): string[] {
   const bin = process.env.PVE_NAT_BIN;
@@ -157,7 +164,7 @@ export function pveNatArgv(): string[] {
 }
 
 export function baseConfig(extra = ""): string {
-  return `# simulated node (test harness)\nnode = ${NODE_NAME}\nexternal_interface = vmbr0\n${extra}`;
+  return natConf({ comment: "simulated node (test harness)", extra });
 }
 
 export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode> {
@@ -176,7 +183,7 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
   const runState = new Map<number, Background>();
   const root = await mkdtemp(path.join(tmpdir(), "pvenat-root-"));
 
-  const nsx = (n: string, argv: string[]) => ["ip", "netns", "exec", n, ...argv];
+  const nsx = inNetns;
   const exec = (n: string, argv: string[], o?: RunOptions) => run(nsx(n, argv), o);
   const execOk = (n: string, argv: string[], o?: RunOptions) => runOk(nsx(n, argv), o);
   const ip = (n: string, ...args: string[]) => runOk(["ip", "-n", n, ...args]);
@@ -272,20 +279,7 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       await execOk(ns.remote, ["iptables", "-w", "-t", "raw", "-A", "PREROUTING", "-s", src]);
     }
 
-    for (const d of [
-      `etc/pve/firewall`,
-      `etc/pve/nodes/${NODE_NAME}/qemu-server`,
-      `etc/pve/nodes/${NODE_NAME}/lxc`,
-      `etc/pve-nat`,
-      `var/run/qemu-server`,
-      `run`,
-    ]) {
-      await mkdir(path.join(root, d), { recursive: true });
-    }
-    await symlink(`nodes/${NODE_NAME}`, path.join(root, "etc/pve/local"));
-    await symlink(`nodes/${NODE_NAME}/qemu-server`, path.join(root, "etc/pve/qemu-server"));
-    await symlink(`nodes/${NODE_NAME}/lxc`, path.join(root, "etc/pve/lxc"));
-    await writeFile(path.join(root, "etc/pve-nat/pve-nat.conf"), baseConfig(opts.config));
+    await writeNode({ root, config: baseConfig(opts.config) });
   } catch (err) {
     await destroy().catch(() => {});
     throw err;
@@ -352,11 +346,9 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     await addNs(g.ns);
     guests.set(vmid, g);
     if (spec.plug !== false) await plug(vmid);
-    if (spec.writeConf !== false) await writeGuestConf(root, g);
+    if (spec.writeConf !== false) await writeGuest(root, { vmid, kind, conf: guestConf(g) });
     return g;
   };
-
-  const pidfile = (vmid: number) => path.join(root, `var/run/qemu-server/${vmid}.pid`);
 
   const setRunning = async (
     vmid: number,
@@ -367,43 +359,20 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     const prev = runState.get(vmid);
     if (!running) {
       runState.delete(vmid);
-      await prev?.kill9();
-      if (kind === "qemu" && !o.keepPidfile) await unlink(pidfile(vmid)).catch(() => {});
+      await stopGuest({ root, vmid, kind, process: prev, keepPidfile: o.keepPidfile });
       return;
     }
     if (prev?.alive()) return;
-    if (kind === "qemu") {
-      // qemu-server's check: the pid in the pidfile is alive and its cmdline has `-pidfile <path>`.
-      const b = spawnIn(ns.node, [
-        "sh",
-        "-c",
-        "while :; do sleep 3600; done",
-        "kvm",
-        "-id",
-        String(vmid),
-        "-pidfile",
-        pidfile(vmid),
-      ]);
-      runState.set(vmid, b);
-      await writeFile(pidfile(vmid), `${b.pid}\n`);
-      const ok = await waitFor(
-        async () => (await readCmdline(b.pid)).includes(pidfile(vmid)),
-        3000,
-        20,
-      );
-      if (!ok) throw new Error(`simulated qemu ${vmid} did not start`);
-    } else {
-      // pve-container's check_running: abstract socket @/var/lib/lxc/<vmid>/command in this netns.
-      const sock = `/var/lib/lxc/${vmid}/command`;
-      const b = spawnIn(ns.node, ["socat", `ABSTRACT-LISTEN:${sock},fork`, "/dev/null"]);
-      runState.set(vmid, b);
-      const ok = await waitFor(
-        async () => (await execOk(ns.node, ["cat", "/proc/net/unix"])).includes(`@${sock}`),
-        3000,
-        20,
-      );
-      if (!ok) throw new Error(`simulated lxc ${vmid} socket did not appear`);
-    }
+    await startGuest({
+      root,
+      vmid,
+      kind,
+      ns: ns.node,
+      track: (b) => {
+        background.push(b);
+        runState.set(vmid, b);
+      },
+    });
   };
 
   const waitListening = async (n: string, proto: "tcp" | "udp", port: number) => {
@@ -506,65 +475,16 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       };
       return { fromGuestNet: count("10.10.10.0/24"), fromPublic: count(ADDR.public) };
     },
-    async writePve(rel, text) {
-      const file = path.join(root, "etc/pve", rel);
-      await mkdir(path.dirname(file), { recursive: true });
-      // Write-then-rename, as pmxcfs presents a whole new file to readers.
-      const tmp = `${file}.tmp-${process.pid}`;
-      await writeFile(tmp, text);
-      await runOk(["mv", "-f", tmp, file]);
-    },
+    writePve: (rel, text) => replaceFile(pvePath(root, rel), text),
     async removePve(rel) {
-      await rm(path.join(root, "etc/pve", rel), { force: true });
+      await rm(pvePath(root, rel), { force: true });
     },
     async writeConfig(text) {
-      await writeFile(path.join(root, "etc/pve-nat/pve-nat.conf"), text);
+      await writeFile(configPath(root), text);
     },
     pveNatArgv,
     pveNat: (args, o) => exec(ns.node, cli(args), o),
     startDaemon: (extra = []) => spawnIn(ns.node, cli(["daemon", ...extra])),
     destroy,
   };
-}
-
-async function readCmdline(pid: number): Promise<string> {
-  const r = await run(["cat", `/proc/${pid}/cmdline`], { timeoutMs: 2000 });
-  return r.stdout.split("\0").join(" ");
-}
-
-/** A guest's Proxmox config as `qm create` / `pct create` would write it. */
-export async function writeGuestConf(
-  root: string,
-  g: Pick<Guest, "vmid" | "kind" | "ip" | "firewall" | "mac">,
-): Promise<void> {
-  const dir = g.kind === "qemu" ? "qemu-server" : "lxc";
-  await writeFile(
-    path.join(root, `etc/pve/nodes/${NODE_NAME}/${dir}/${g.vmid}.conf`),
-    guestConfText(g),
-  );
-}
-
-/** The text of a guest's Proxmox config (writeGuestConf), e.g. to place it on another node. */
-export function guestConfText(g: Pick<Guest, "vmid" | "kind" | "ip" | "firewall" | "mac">): string {
-  const fw = g.firewall ? ",firewall=1" : "";
-  return g.kind === "qemu"
-    ? [
-        `boot: order=scsi0`,
-        `cores: 1`,
-        `memory: 512`,
-        `name: vm${g.vmid}`,
-        `net0: virtio=${g.mac.toUpperCase()},bridge=vmbr1${fw}`,
-        `ipconfig0: ip=${g.ip}/24,gw=${ADDR.gateway}`,
-        `ostype: l26`,
-        ``,
-      ].join("\n")
-    : [
-        `arch: amd64`,
-        `hostname: ct${g.vmid}`,
-        `memory: 512`,
-        `net0: name=eth0,bridge=vmbr1${fw},gw=${ADDR.gateway},hwaddr=${g.mac.toUpperCase()},ip=${g.ip}/24,type=veth`,
-        `ostype: debian`,
-        `rootfs: local-lvm:vm-${g.vmid}-disk-0,size=8G`,
-        ``,
-      ].join("\n");
 }

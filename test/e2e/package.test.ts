@@ -18,7 +18,7 @@ import {
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Background, run, runOk, spawnBackground, waitFor } from "./exec.js";
+import { type Background, run, runOk, spawnBackground, waitFor } from "../helpers/exec.js";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const DIST = path.join(REPO, "dist");

@@ -4,8 +4,9 @@
 // else keeps working.
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep } from "./exec.js";
-import { ADDR, baseConfig, guestMac, writeGuestConf } from "./harness.js";
+import { sleep } from "../helpers/exec.js";
+import { guestConf, writeGuest } from "../helpers/simnode.js";
+import { ADDR, baseConfig } from "./harness.js";
 import { createScenario, type Scenario, within } from "./scenario.js";
 
 const HOOK_TIMEOUT_MS = 1500; // SPEC §5 default
@@ -90,12 +91,10 @@ describe("kill -9 during a burst", () => {
     // Guests without namespaces: configs, rules and run state are all the plan needs.
     for (const vmid of [...OLD, ...NEW]) {
       const ip = `10.10.10.${vmid - 50}`;
-      await writeGuestConf(sc.sim.root, {
+      await writeGuest(sc.sim.root, {
         vmid,
         kind: "qemu",
-        ip,
-        firewall: false,
-        mac: guestMac(vmid),
+        conf: guestConf({ vmid, kind: "qemu", ip }),
       });
       await sc.sim.writePve(
         `firewall/${vmid}.fw`,

@@ -1,7 +1,7 @@
 // pve-nat driven the way Proxmox drives it, on a simulated node: the daemon in the node's
 // namespace, guests "started" through the hookscript, and views of what is live in iptables.
-import type { Background, RunResult } from "./exec.js";
-import { sleep, waitFor } from "./exec.js";
+import type { Background, RunResult } from "../helpers/exec.js";
+import { sleep, waitFor } from "../helpers/exec.js";
 import { createSimNode, type GuestSpec, type SimNode, type SimNodeOptions } from "./harness.js";
 
 export type Phase = "pre-start" | "post-start" | "pre-stop" | "post-stop";
@@ -30,8 +30,9 @@ export interface Scenario {
   cli(args: string[]): Promise<RunResult>;
   /** Live PVENAT- chains (nat and raw) with their rules, as iptables-save prints them. */
   liveOwned(): Promise<OwnedView>;
-  /** The same view of what `pve-nat plan` would make live. */
-  plannedOwned(): Promise<OwnedView>;
+  /** The same view of what `pve-nat plan`'s payload makes of the live state (`live`, when the
+   *  node's backend is not the default one). */
+  plannedOwned(live?: OwnedView): Promise<OwnedView>;
   destroy(): Promise<void>;
 }
 
@@ -84,6 +85,31 @@ export function ownedView(text: string): OwnedView {
   for (const raw of text.split("\n")) {
     const m = /^-X (PVENAT-[A-Z0-9-]+)/.exec(raw);
     if (m?.[1]) for (const k of Object.keys(chains)) if (k.endsWith(`/${m[1]}`)) delete chains[k];
+  }
+  const sorted: Record<string, string[]> = {};
+  for (const k of Object.keys(chains).sort()) sorted[k] = chains[k] ?? [];
+  return { chains: sorted, jumps: jumps.sort() };
+}
+
+/** What `before` becomes once `payload` (an `iptables-restore --noflush` text) is applied:
+ *  declared chains are emptied and refilled, -X deletes, -D/-I move builtin jumps. */
+export function appliedView(before: OwnedView, payload: string): OwnedView {
+  const chains: Record<string, string[]> = { ...before.chains };
+  const jumps = [...before.jumps];
+  let table = "";
+  for (const line of payload.split("\n")) {
+    if (line.startsWith("*")) table = line.slice(1);
+    const decl = /^:(PVENAT-[A-Z0-9-]+) /.exec(line);
+    const del = /^-X (PVENAT-[A-Z0-9-]+)$/.exec(line);
+    const jump = /^-([DI]) ([A-Z]+)(?: 1)? -j (PVENAT-[A-Z0-9-]+)$/.exec(line);
+    const app = /^-A (PVENAT-[A-Z0-9-]+) /.exec(line);
+    if (decl?.[1]) chains[`${table}/${decl[1]}`] = [];
+    else if (del?.[1]) delete chains[`${table}/${del[1]}`];
+    else if (jump) {
+      const text = `${table}/-A ${jump[2]} -j ${jump[3]}`;
+      if (jump[1] === "I") jumps.push(text);
+      else if (jumps.includes(text)) jumps.splice(jumps.indexOf(text), 1);
+    } else if (app?.[1]) chains[`${table}/${app[1]}`]?.push(line);
   }
   const sorted: Record<string, string[]> = {};
   for (const k of Object.keys(chains).sort()) sorted[k] = chains[k] ?? [];
@@ -169,10 +195,11 @@ export async function createScenario(
       const raw = await sim.iptablesSave(sim.ns.node, "raw");
       return ownedView(`${nat}\n${raw}`);
     },
-    async plannedOwned() {
+    async plannedOwned(live) {
+      const before = live ?? (await sc.liveOwned());
       const p = await sc.json(["plan"]);
       if (typeof p.restore !== "string") throw new Error("plan --json has no restore text");
-      return ownedView(p.restore);
+      return appliedView(before, p.restore);
     },
     async destroy() {
       await sc.stopDaemon().catch(() => {});

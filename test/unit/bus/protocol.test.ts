@@ -8,10 +8,10 @@ import {
   parseEvent,
   parseReply,
   parseRequest,
-  parseVmid,
   type Request,
   serialize,
 } from "../../../src/bus/protocol.js";
+import { parseVmid } from "../../../src/names.js";
 
 const valid: Request[] = [
   { v: 1, type: "hook", vmid: 107, phase: "pre-start" },

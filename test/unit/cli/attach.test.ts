@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { runAttach, runDetach } from "../../../src/cli/attach.js";
-import { contextFrom } from "../../../src/cli/context.js";
+import { contextFrom } from "../../../src/context.js";
 import { UsageError } from "../../../src/errors.js";
-import { buildBundle, runBundle } from "./bundle.js";
+import { buildBundle, runBundle } from "../../helpers/bundle.js";
 
 let root: string;
 let bin: string;

@@ -1,19 +1,21 @@
 // `pve-nat check` and `pve-nat plan` through the bundle, on simulated nodes (temp --root trees).
 // Every run happens inside a network namespace made for this file, so the host's own listening
 // ports, interfaces and sockets never leak into the results.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Background } from "../../helpers/exec.js";
+import { startGuest } from "../../helpers/simnode.js";
 
 const ns = `pvenat-cli-${randomBytes(3).toString("hex")}`;
 // Like the e2e tests: an installed/SEA binary from PVE_NAT_BIN, else the fresh bundle.
 const BIN = process.env.PVE_NAT_BIN;
 const BUNDLE = join(process.cwd(), "dist/pve-nat.cjs");
 let root: string;
-const background: ChildProcess[] = [];
+const background: Background[] = [];
 
 function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const cmd = BIN ? [BIN] : [process.execPath, BUNDLE];
@@ -62,7 +64,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of background.splice(0)) c.kill("SIGKILL");
+  for (const b of background.splice(0)) await b.kill9();
   spawnSync("ip", ["netns", "del", ns]);
   await rm(root, { recursive: true, force: true });
 });
@@ -246,27 +248,24 @@ describe("pve-nat plan", () => {
   it("--json includes restore; a running guest is active and gets chains", async () => {
     const dir = await tree(BASE);
     // LXC run state: the command socket in the namespace pve-nat runs in.
-    const socat = spawn(
-      "ip",
-      ["netns", "exec", ns, "socat", "ABSTRACT-LISTEN:/var/lib/lxc/105/command,fork", "/dev/null"],
-      {
-        stdio: "ignore",
-      },
-    );
-    background.push(socat);
+    const lxc = await startGuest({
+      root: dir,
+      vmid: 105,
+      kind: "lxc",
+      ns,
+      track: (b) => background.push(b),
+    });
     try {
-      let json: { forwards: Array<{ vmid: number; state: string }>; restore: string } | null = null;
-      for (let i = 0; i < 50; i++) {
-        json = JSON.parse(run(["plan", "--json", "--root", dir]).stdout);
-        if (json?.forwards.some((f) => f.vmid === 105 && f.state === "active")) break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      expect(json?.forwards.find((f) => f.vmid === 105)?.state).toBe("active");
-      expect(json?.forwards.find((f) => f.vmid === 107)?.state).toBe("inactive");
-      expect(json?.restore).toContain(":PVENAT-105-DNAT - [0:0]");
-      expect(json?.restore).not.toContain("PVENAT-107-DNAT");
+      const json = JSON.parse(run(["plan", "--json", "--root", dir]).stdout) as {
+        forwards: Array<{ vmid: number; state: string }>;
+        restore: string;
+      };
+      expect(json.forwards.find((f) => f.vmid === 105)?.state).toBe("active");
+      expect(json.forwards.find((f) => f.vmid === 107)?.state).toBe("inactive");
+      expect(json.restore).toContain(":PVENAT-105-DNAT - [0:0]");
+      expect(json.restore).not.toContain("PVENAT-107-DNAT");
     } finally {
-      socat.kill("SIGKILL");
+      await lxc.kill9();
     }
   });
 

@@ -7,11 +7,11 @@ import { Command } from "commander";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BusServer, startBus } from "../../../src/bus/server.js";
-import type { GlobalOptions } from "../../../src/cli/context.js";
 import { fastInvocation, GLOBAL_FLAGS } from "../../../src/cli/globals.js";
 import { register as registerHook } from "../../../src/cli/hook.js";
 import { register as registerNotify } from "../../../src/cli/notify.js";
-import { runBundle } from "./bundle.js";
+import type { GlobalOptions } from "../../../src/context.js";
+import { runBundle } from "../../helpers/bundle.js";
 
 /** What commander hands the hook/notify action: the program built as main.ts builds it, with
  *  the two real registrations whose actions are replaced by a recorder. */

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { forwardCounters, statusText } from "../../../src/cli/status.js";
 import { renderRestore } from "../../../src/iptables/render.js";
 import { parseSave } from "../../../src/iptables/save.js";
-import { makePlan } from "../daemon/fixtures.js";
-import { simKernel } from "../daemon/sim-kernel.js";
+import { makePlan } from "../../helpers/fixtures.js";
+import { simKernel } from "../../helpers/sim-kernel.js";
 
 describe("status", () => {
   it("sums live counters per forward from `iptables-save -c`; inactive or unapplied forwards have none", async () => {

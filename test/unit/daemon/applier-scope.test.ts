@@ -5,8 +5,8 @@ import { createApplier, goneForwards } from "../../../src/daemon/applier.js";
 import { forwardsGone } from "../../../src/daemon/conntrack.js";
 import type { LoadScope } from "../../../src/daemon/plan.js";
 import type { Owner } from "../../../src/model.js";
-import { fakeClock, type GuestSpec, makePlan, silent } from "./fixtures.js";
-import { simKernel } from "./sim-kernel.js";
+import { fakeClock, type GuestSpec, makePlan, silent } from "../../helpers/fixtures.js";
+import { simKernel } from "../../helpers/sim-kernel.js";
 
 describe("applier load scope", () => {
   it("full and --all re-read everything; guest events their guests; checks and drift add run state", async () => {

@@ -4,8 +4,15 @@ import { createApplier, PausedError } from "../../../src/daemon/applier.js";
 import { diffLive } from "../../../src/iptables/render.js";
 import { parseSave } from "../../../src/iptables/save.js";
 import type { NatPlan } from "../../../src/model.js";
-import { deferred, fakeClock, type GuestSpec, makePlan, settle, silent } from "./fixtures.js";
-import { type SimKernel, simKernel } from "./sim-kernel.js";
+import {
+  deferred,
+  fakeClock,
+  type GuestSpec,
+  makePlan,
+  settle,
+  silent,
+} from "../../helpers/fixtures.js";
+import { type SimKernel, simKernel } from "../../helpers/sim-kernel.js";
 
 const FOREIGN_NAT = [
   "*nat",

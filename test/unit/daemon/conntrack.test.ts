@@ -6,7 +6,7 @@ import {
   MAX_DELETES,
 } from "../../../src/daemon/conntrack.js";
 import type { Forward } from "../../../src/model.js";
-import { makePlan, silent } from "./fixtures.js";
+import { makePlan, silent } from "../../helpers/fixtures.js";
 
 function fwd(over: Partial<Forward>): Forward {
   return {

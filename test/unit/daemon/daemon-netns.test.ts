@@ -3,10 +3,12 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Background } from "../../helpers/exec.js";
+import { fwPath, natConf, startGuest, stopGuest, writeNode } from "../../helpers/simnode.js";
 
 const REPO = path.resolve(import.meta.dirname, "../../..");
 const NS = `pvenat-daemon-${randomBytes(3).toString("hex")}`;
@@ -19,7 +21,8 @@ const BIN = process.env.PVE_NAT_BIN
 let root = "";
 let daemon: ChildProcess | null = null;
 let daemonLog = "";
-let sleeper: ChildProcess | null = null;
+/** Guest 107's run state (a simulated qemu). */
+let sleeper: Background | null = null;
 
 function sh(argv: string[], input?: string): string {
   return execFileSync(argv[0] as string, argv.slice(1), {
@@ -100,11 +103,11 @@ const FOREIGN_RAW = `*raw
 COMMIT
 `;
 
-const PIDFILE = "/var/run/qemu-server/107.pid";
-
 async function writeFw(text: string): Promise<void> {
-  await writeFile(path.join(root, "etc/pve/firewall/107.fw"), text);
+  await writeFile(fwPath(root, 107), text);
 }
+
+const startQemu = () => startGuest({ root, vmid: 107, kind: "qemu", ns: NS });
 
 describe(`daemon in namespace ${NS}`, () => {
   let foreignNat: string[] = [];
@@ -115,24 +118,27 @@ describe(`daemon in namespace ${NS}`, () => {
       execFileSync(process.execPath, ["scripts/bundle.mjs"], { cwd: REPO, timeout: 120_000 });
     }
     root = await mkdtemp(path.join(tmpdir(), "pvenat-daemon-"));
-    for (const d of [
-      "etc/pve-nat",
-      "etc/pve/nodes/pve1/qemu-server",
-      "etc/pve/nodes/pve1/lxc",
-      "etc/pve/firewall",
-      "var/run/qemu-server",
-    ]) {
-      await mkdir(path.join(root, d), { recursive: true });
-    }
-    await writeFile(
-      path.join(root, "etc/pve-nat/pve-nat.conf"),
-      `node = pve1\npublic_address = 203.0.113.10\npoll_interval_ms = 200\ndrift_interval_ms = 1000\nstart_grace_ms = ${GRACE_MS}\nlog_level = debug\n`,
-    );
-    await writeFile(
-      path.join(root, "etc/pve/nodes/pve1/qemu-server/107.conf"),
-      "name: web\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.107/24,gw=10.10.10.1\n",
-    );
-    await writeFw("[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
+    await writeNode({
+      root,
+      config: natConf({
+        externalInterface: null,
+        settings: {
+          public_address: "203.0.113.10",
+          poll_interval_ms: 200,
+          drift_interval_ms: 1000,
+          start_grace_ms: GRACE_MS,
+          log_level: "debug",
+        },
+      }),
+      guests: [
+        {
+          vmid: 107,
+          kind: "qemu",
+          conf: "name: web\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.107/24,gw=10.10.10.1\n",
+          fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:822\n",
+        },
+      ],
+    });
     sh(["ip", "netns", "add", NS]);
     inNs(["ip", "link", "set", "lo", "up"]);
     inNs(["ip", "link", "add", "vmbr0", "type", "bridge"]);
@@ -157,7 +163,7 @@ describe(`daemon in namespace ${NS}`, () => {
 
   afterAll(async () => {
     if (daemon && daemon.exitCode === null) daemon.kill("SIGKILL");
-    sleeper?.kill("SIGKILL");
+    await sleeper?.kill9();
     try {
       sh(["ip", "netns", "del", NS]);
     } catch {
@@ -198,20 +204,15 @@ describe(`daemon in namespace ${NS}`, () => {
   });
 
   it("a guest that starts without a hook converges through the watcher", async () => {
-    sleeper = spawn(
-      "ip",
-      ["netns", "exec", NS, "sh", "-c", "sleep 60; :", "-pidfile", path.join(root, PIDFILE)],
-      {
-        stdio: "ignore",
-      },
-    );
-    // The pid of the shell inside the namespace: ip netns exec execs it directly.
-    await writeFile(path.join(root, PIDFILE), `${sleeper.pid}\n`);
+    sleeper = await startQemu();
     const { ms } = await until(
       "watcher applies 107",
       () => save("nat").some((l) => l.startsWith("-A PVENAT-107-DNAT")),
       2000,
     );
+    expect(save("nat").filter((l) => l.startsWith("-A PVENAT-107-DNAT"))).toEqual([
+      expect.stringMatching(/--dport 822 .*-j DNAT --to-destination 10\.10\.10\.107:22$/),
+    ]);
     console.log(`pidfile → live: ${ms.toFixed(0)} ms`);
   });
 
@@ -247,7 +248,8 @@ describe(`daemon in namespace ${NS}`, () => {
     // Later polls do not bring it back while nothing about the guest changes.
     await new Promise((res) => setTimeout(res, 600));
     expect(save("nat").some((l) => l.includes("PVENAT-107-"))).toBe(false);
-    sleeper?.kill("SIGKILL");
+    // Proxmox removes the pidfile later; a dead pid in it is not running either.
+    await stopGuest({ root, vmid: 107, kind: "qemu", process: sleeper, keepPidfile: true });
   });
 
   it("flush removes every owned chain and jump and pauses; apply --all resumes", () => {
@@ -267,14 +269,7 @@ describe(`daemon in namespace ${NS}`, () => {
   });
 
   it("SIGTERM stops the daemon and leaves the rules in place", async () => {
-    sleeper = spawn(
-      "ip",
-      ["netns", "exec", NS, "sh", "-c", "sleep 60; :", "-pidfile", path.join(root, PIDFILE)],
-      {
-        stdio: "ignore",
-      },
-    );
-    await writeFile(path.join(root, PIDFILE), `${sleeper.pid}\n`);
+    sleeper = await startQemu();
     await until("applied", () => save("nat").some((l) => l.startsWith("-A PVENAT-107-DNAT")), 2000);
     const before = save("nat");
     const exited = new Promise<number | null>((r) => daemon?.on("exit", (code) => r(code)));

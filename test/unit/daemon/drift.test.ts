@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ApplyResult, ApplyTarget } from "../../../src/daemon/applier.js";
 import { createDriftCheck } from "../../../src/daemon/drift.js";
-import { fakeClock, makePlan, settle, silent } from "./fixtures.js";
+import { fakeClock, makePlan, settle, silent } from "../../helpers/fixtures.js";
 
 describe("drift check timer", () => {
   it("asks the applier for a drift cycle every interval, never while paused, and stops cleanly", async () => {

@@ -3,8 +3,15 @@ import { createApplier } from "../../../src/daemon/applier.js";
 import { createHandler } from "../../../src/daemon/handler.js";
 import { ackMessage, createLifecycle } from "../../../src/daemon/lifecycle.js";
 import type { NatPlan } from "../../../src/model.js";
-import { deferred, fakeClock, type GuestSpec, makePlan, settle, silent } from "./fixtures.js";
-import { simKernel } from "./sim-kernel.js";
+import {
+  deferred,
+  fakeClock,
+  type GuestSpec,
+  makePlan,
+  settle,
+  silent,
+} from "../../helpers/fixtures.js";
+import { simKernel } from "../../helpers/sim-kernel.js";
 
 const GRACE = 120_000;
 

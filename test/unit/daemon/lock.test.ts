@@ -38,8 +38,15 @@ describe("lock", () => {
     const file = path.join(dir, "lock");
     const first = await acquireLock(file);
     const second = acquireLock(file, 2000);
-    setTimeout(() => void first(), 120);
+    let released = false;
+    setTimeout(() => {
+      released = true;
+      void first();
+    }, 120);
     const release = await second;
+    // Not before the holder let go, and then it is ours.
+    expect(released).toBe(true);
+    expect(await readFile(file, "utf8")).toBe(`${process.pid}\n`);
     await release();
   });
 });

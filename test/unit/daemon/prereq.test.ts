@@ -7,7 +7,7 @@ import {
   type ProcFs,
   setArpIgnore,
 } from "../../../src/daemon/prereq.js";
-import { silent } from "./fixtures.js";
+import { silent } from "../../helpers/fixtures.js";
 
 function fakeFs(
   files: Record<string, string>,

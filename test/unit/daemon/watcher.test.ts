@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Change, changedKeys, changeOf, createWatcher } from "../../../src/daemon/watcher.js";
-import { fakeClock, settle, silent } from "./fixtures.js";
+import { fakeClock, settle, silent } from "../../helpers/fixtures.js";
 
 const BASE: Array<[string, string]> = [
   ["config", "c1"],

@@ -4,8 +4,8 @@ import { diffLive, renderFlush, renderRestore, ruleLine } from "../../../src/ipt
 import { emptyLive, type LiveState, parseSave } from "../../../src/iptables/save.js";
 import type { NatPlan, NatRule } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
-import { input, nic } from "../nat/build.js";
-import { danglingTargets, offWhitelist } from "./payload.js";
+import { input, nic } from "../../helpers/build.js";
+import { danglingTargets, offWhitelist } from "../../helpers/payload.js";
 
 function plan(
   over: { hairpin?: boolean; hostAccess?: boolean; zoneFix?: boolean; stopped108?: boolean } = {},

@@ -9,8 +9,8 @@ import { diffLive, renderFlush, renderRestore, ruleLine } from "../../../src/ipt
 import { parseSave } from "../../../src/iptables/save.js";
 import type { NatPlan } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
-import { input, nic } from "../nat/build.js";
-import { danglingTargets } from "./payload.js";
+import { input, nic } from "../../helpers/build.js";
+import { danglingTargets } from "../../helpers/payload.js";
 
 /** Runs `body` in a fresh namespace that is deleted afterwards, whatever happens. */
 function inNamespace(body: (ns: string) => void): void {

@@ -3,7 +3,7 @@ import { ownerChain } from "../../../src/iptables/chains.js";
 import { ruleLine } from "../../../src/iptables/render.js";
 import type { NatPlan } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
-import { conf, fw, guest107, input, nic } from "./build.js";
+import { conf, fw, guest107, input, nic } from "../../helpers/build.js";
 
 /** One line per forward: "in tcp 203.0.113.10:822 -> 10.10.10.107:22 active". */
 function forwards(plan: NatPlan): string[] {

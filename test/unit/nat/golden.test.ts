@@ -14,7 +14,7 @@ import { planToJson } from "../../../src/nat/json.js";
 import { parseFwFile } from "../../../src/pve/fwfile.js";
 import { parseGuestConf } from "../../../src/pve/guestconf.js";
 import { checkRefs } from "../../../src/pve/refs.js";
-import { danglingTargets, offWhitelist } from "../iptables/payload.js";
+import { danglingTargets, offWhitelist } from "../../helpers/payload.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../../fixtures/nodes/pve1");
 const read = (rel: string) => readFileSync(path.join(ROOT, rel), "utf8");

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { compile } from "../../../src/nat/compile.js";
 import { planToJson } from "../../../src/nat/json.js";
-import { input, nic } from "./build.js";
+import { input, nic } from "../../helpers/build.js";
 
 const plan = () =>
   compile(

@@ -5,7 +5,7 @@ import type { FwFile } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
 import { parseFwFile } from "../../../src/pve/fwfile.js";
 import { checkRefs } from "../../../src/pve/refs.js";
-import { conf, input, nic } from "./build.js";
+import { conf, input, nic } from "../../helpers/build.js";
 
 function guestFw(text: string, cluster: FwFile | null): FwFile {
   const fw = parseFwFile(text, "firewall/107.fw", "guest");

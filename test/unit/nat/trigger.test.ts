@@ -7,8 +7,8 @@ describe("NAT comment forms", () => {
     ["NAT ssh in", { form: "compatible", text: "ssh in" }],
     ["NAT\tssh", { form: "compatible", text: "ssh" }],
     ["NAT: ssh in", { form: "compatible", text: "ssh in" }],
-    ["NAT:", { form: "compatible", text: "" }],
-    ["NAT:web server", { form: "compatible", text: "web server" }],
+    ["NAT:  ssh in", { form: "compatible", text: "ssh in" }],
+    ["NAT: 2nd server", { form: "compatible", text: "2nd server" }],
     ["NAT:822", { form: "explicit", address: null, ports: [{ from: 822, to: 822 }], text: "" }],
     [
       "NAT:822 ssh in",
@@ -57,6 +57,18 @@ describe("NAT comment forms", () => {
     "NAT:203.0.113.5:",
     "NAT:22;reboot",
     "NAT:203.0.113.5:ssh",
+    // Issue 12: these were read as the compatible form on the rule's own port.
+    "NAT:",
+    "NAT:web server",
+    "NAT:pubalias:8082",
+    "NAT:[2001:db8::1]:8080",
+    "NAT:2001:db8::1",
+    "NAT: 8081",
+    "NAT: 8000:8010 x",
+    "NAT: 203.0.113.5:822",
+    "NAT: [2001:db8::1]:8080",
+    "NAT: pubalias:8082",
+    "NAT: 99999",
   ])("invalid explicit form %s", (comment) => {
     expect(parseNatComment(comment)).toMatchObject({ form: "invalid" });
   });

@@ -1,8 +1,7 @@
-// The daemon's cached node reader must give what loadNode reads: a simulated node under --root,
+// A long-lived node source (the daemon's) must give what a fresh one (loadNode) reads: a simulated node under --root,
 // random file edits (also same-size rewrites that keep the mtime, unreadable files, a VMID in
 // both directories, another node name, a qemu guest that starts and stops), and after each edit
 // a refresh — of the touched guest only when only its files changed — compared with loadNode.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,13 +10,15 @@ import type { NodeInput } from "../../../src/model.js";
 import { rooted } from "../../../src/paths.js";
 import { createNodeSource, type RefreshScope } from "../../../src/pve/cache.js";
 import { loadNode } from "../../../src/pve/node.js";
-import { prng } from "../nat/nodegen.js";
+import type { Background } from "../../helpers/exec.js";
+import { prng } from "../../helpers/nodegen.js";
+import { startGuest, writeNode } from "../../helpers/simnode.js";
 
-const children: ChildProcess[] = [];
+const children: Background[] = [];
 const roots: string[] = [];
 
 afterAll(async () => {
-  for (const c of children) c.kill("SIGKILL");
+  for (const c of children) await c.kill9();
   for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
@@ -60,19 +61,24 @@ describe("cached node source", () => {
       const config = (node: string, auto = false) =>
         `node = ${node}\n${auto ? "" : "public_address = 203.0.113.10\n"}`;
 
-      await put("/etc/pve-nat/pve-nat.conf", config("pve1"));
-      await put(
-        "/etc/pve/firewall/cluster.fw",
-        "[ALIASES]\n\nadmin 198.51.100.7\n\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
-      );
-      await put("/etc/pve/nodes/pve1/host.fw", "[RULES]\n\nIN ACCEPT -p tcp -dport 22\n");
       const vmids = [101, 102, 103, 104, 105];
-      for (const vmid of vmids) {
-        const kind = vmid % 2 ? "lxc" : "qemu";
-        await put(conf("pve1", kind, vmid), confText(kind, vmid));
-        await put(`/etc/pve/firewall/${vmid}.fw`, fwText(r, vmid));
-      }
-      await put(conf("pve2", "lxc", 201), confText("lxc", 201));
+      const kindOf = (vmid: number): "qemu" | "lxc" => (vmid % 2 ? "lxc" : "qemu");
+      await writeNode({
+        root,
+        config: config("pve1"),
+        cluster:
+          "[ALIASES]\n\nadmin 198.51.100.7\n\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
+        host: "[RULES]\n\nIN ACCEPT -p tcp -dport 22\n",
+        guests: [
+          ...vmids.map((vmid) => ({
+            vmid,
+            kind: kindOf(vmid),
+            conf: confText(kindOf(vmid), vmid),
+            fw: fwText(r, vmid),
+          })),
+          { vmid: 201, kind: "lxc", node: "pve2", conf: confText("lxc", 201) },
+        ],
+      });
 
       const source = createNodeSource(paths);
       const pending = new Set([103]);
@@ -86,10 +92,10 @@ describe("cached node source", () => {
       };
       await check({ all: true }, "initial");
 
-      let qemu: ChildProcess | null = null;
+      let qemu: Background | null = null;
       for (let step = 0; step < 30; step++) {
         const vmid = vmids[Math.floor(r() * vmids.length)] as number;
-        const kind = vmid % 2 ? "lxc" : "qemu";
+        const kind = kindOf(vmid);
         const fw = `/etc/pve/firewall/${vmid}.fw`;
         const x = r();
         let scope: RefreshScope = { owners: [vmid] };
@@ -125,25 +131,19 @@ describe("cached node source", () => {
           await put(conf("pve1", kind === "qemu" ? "lxc" : "qemu", vmid), confText(kind, vmid));
         } else if (x < 0.72) {
           what = "a qemu guest starts or stops";
-          const pidfile = path("/var/run/qemu-server/102.pid");
           scope = { owners: [102] };
           if (qemu) {
-            const exited = new Promise((res) => qemu?.once("exit", res));
-            qemu.kill("SIGKILL");
-            await exited;
+            // Killed, its pidfile left behind.
+            await qemu.kill9();
             qemu = null;
           } else {
-            qemu = spawn(
-              process.execPath,
-              ["-e", "setTimeout(() => {}, 60000)", "--", "-pidfile", pidfile],
-              {
-                stdio: "ignore",
-              },
-            );
-            children.push(qemu);
-            await put("/var/run/qemu-server/102.pid", `${qemu.pid}\n`);
-            // Wait until its command line is visible.
-            await new Promise((res) => setTimeout(res, 100));
+            qemu = await startGuest({
+              root,
+              vmid: 102,
+              kind: "qemu",
+              ns: null,
+              track: (b) => children.push(b),
+            });
           }
         } else if (x < 0.8) {
           what = "cluster.fw";
@@ -182,11 +182,11 @@ describe("cached node source", () => {
     roots.push(root);
     const path = (abs: string) => rooted(root, abs);
     const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
-    await mkdir(path("/etc/pve/nodes/pve1/lxc"), { recursive: true });
-    await mkdir(path("/etc/pve/firewall"), { recursive: true });
-    await mkdir(path("/etc/pve-nat"), { recursive: true });
-    await writeFile(paths.configPath, "node = pve1\npublic_address = 203.0.113.10\n");
-    await writeFile(path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: a\n");
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
+    });
     const fw = path("/etc/pve/firewall/105.fw");
     await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
     // pmxcfs: whole-second mtimes.
@@ -205,11 +205,11 @@ describe("cached node source", () => {
     roots.push(root);
     const path = (abs: string) => rooted(root, abs);
     const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
-    await mkdir(path("/etc/pve/nodes/pve1/lxc"), { recursive: true });
-    await mkdir(path("/etc/pve/firewall"), { recursive: true });
-    await mkdir(path("/etc/pve-nat"), { recursive: true });
-    await writeFile(paths.configPath, "node = pve1\npublic_address = 203.0.113.10\n");
-    await writeFile(path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: a\n");
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
+    });
     await writeFile(path("/etc/pve/firewall/105.fw"), "[RULES]\n");
     const a = createNodeSource(paths);
     await a.refresh({ all: true });

@@ -1,5 +1,4 @@
 // loadNode / fingerprint against small temp trees (a simulated node under --root).
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -8,6 +7,8 @@ import { DEFAULTS } from "../../../src/config/conf.js";
 import { ConfigError } from "../../../src/errors.js";
 import type { FwFile, FwKind } from "../../../src/model.js";
 import { rooted } from "../../../src/paths.js";
+import type { Background } from "../../helpers/exec.js";
+import { startGuest, writeNode } from "../../helpers/simnode.js";
 
 // The .fw grammar is tested on its own; here a stand-in records what the loader hands it.
 vi.mock("../../../src/pve/fwfile.js", () => ({
@@ -36,10 +37,20 @@ vi.mock("../../../src/pve/refs.js", () => ({
   ],
 }));
 
-const { fingerprint, loadNode } = await import("../../../src/pve/node.js");
+const { loadNode } = await import("../../../src/pve/node.js");
+const { createNodeSource } = await import("../../../src/pve/cache.js");
+
+/** What the daemon's watcher reads: a source's fingerprint after a full refresh. */
+async function fingerprint(
+  p: Parameters<typeof createNodeSource>[0],
+): Promise<Map<string, string>> {
+  const source = createNodeSource(p);
+  await source.refresh({ all: true });
+  return source.fingerprint();
+}
 
 let root: string;
-const children: ChildProcess[] = [];
+const children: Background[] = [];
 const path = (abs: string) => rooted(root, abs);
 const paths = (over: { node?: string } = {}) => ({
   path,
@@ -52,43 +63,39 @@ async function put(abs: string, text: string): Promise<void> {
   await writeFile(path(abs), text);
 }
 
-async function startQemu(vmid: number): Promise<ChildProcess> {
-  const pidfile = path(`/var/run/qemu-server/${vmid}.pid`);
-  const child = spawn(
-    process.execPath,
-    ["-e", "setTimeout(() => {}, 30000)", "--", "-pidfile", pidfile],
-    {
-      stdio: "ignore",
-    },
-  );
-  children.push(child);
-  await new Promise((resolve) => child.once("spawn", resolve));
-  await put(`/var/run/qemu-server/${vmid}.pid`, `${child.pid}\n`);
-  return child;
+/** A simulated qemu guest vmid, running (pidfile + `-pidfile` process) until the test ends. */
+function startQemu(vmid: number): Promise<Background> {
+  return startGuest({ root, vmid, kind: "qemu", ns: null, track: (b) => children.push(b) });
 }
 
 const CONF = "node = pve1\npublic_address = 203.0.113.10\nexternal_interface = pvenat-none0\n";
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), "pvenat-node-"));
-  await put("/etc/pve-nat/pve-nat.conf", CONF);
-  await put("/etc/pve/firewall/cluster.fw", "cluster rules");
-  await put("/etc/pve/nodes/pve1/host.fw", "host rules");
-  await put(
-    "/etc/pve/nodes/pve1/qemu-server/107.conf",
-    "name: web\nnet0: virtio=A,bridge=vmbr1,firewall=1\nipconfig0: ip=10.10.10.107/24\n",
-  );
-  await put(
-    "/etc/pve/nodes/pve1/lxc/105.conf",
-    "hostname: db\nnet0: name=eth0,bridge=vmbr1,ip=10.10.10.5/24\n",
-  );
+  await writeNode({
+    root,
+    config: CONF,
+    cluster: "cluster rules",
+    host: "host rules",
+    guests: [
+      {
+        vmid: 107,
+        kind: "qemu",
+        conf: "name: web\nnet0: virtio=A,bridge=vmbr1,firewall=1\nipconfig0: ip=10.10.10.107/24\n",
+        fw: "guest 107 rules",
+      },
+      {
+        vmid: 105,
+        kind: "lxc",
+        conf: "hostname: db\nnet0: name=eth0,bridge=vmbr1,ip=10.10.10.5/24\n",
+      },
+      { vmid: 200, kind: "qemu", node: "pve2", conf: "name: elsewhere\n", fw: "guest 200 rules" },
+    ],
+  });
   await put("/etc/pve/nodes/pve1/qemu-server/notes.txt", "not a guest");
-  await put("/etc/pve/nodes/pve2/qemu-server/200.conf", "name: elsewhere\n");
-  await put("/etc/pve/firewall/107.fw", "guest 107 rules");
-  await put("/etc/pve/firewall/200.fw", "guest 200 rules");
 });
 afterEach(async () => {
-  for (const c of children.splice(0)) c.kill("SIGKILL");
+  for (const c of children.splice(0)) await c.kill9();
   await rm(root, { recursive: true, force: true });
 });
 afterAll(() => vi.restoreAllMocks());
@@ -302,9 +309,8 @@ describe("fingerprint", () => {
     expect(added.get("run:107")).toBe("stopped");
     const child = await startQemu(107);
     expect((await fingerprint(paths())).get("run:107")).toBe("running");
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
+    // Killed, its pidfile left behind: a dead pid is not running.
+    await child.kill9();
     expect((await fingerprint(paths())).get("run:107")).toBe("stopped");
   });
 

@@ -1,7 +1,7 @@
 // Small builders for the daemon tests: plans, a manual clock, a silent logger.
 import pino from "pino";
-import type { Clock } from "../../../src/daemon/clock.js";
-import type { Forward, NatPlan, NatRule, OwnerChains } from "../../../src/model.js";
+import type { Clock } from "../../src/daemon/clock.js";
+import type { Forward, NatPlan, NatRule, OwnerChains } from "../../src/model.js";
 
 export const silent = pino({ level: "silent" });
 

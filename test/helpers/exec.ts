@@ -1,5 +1,6 @@
-// Process helpers for the end-to-end harness: bounded commands and tracked background processes.
-// Every command has a timeout; every background process is killed by its process group.
+// Process helpers for tests, the bench and the demo: bounded commands, tracked background
+// processes, commands inside a network namespace. Every command has a timeout; every background
+// process is killed by its process group.
 import { type ChildProcess, spawn } from "node:child_process";
 
 export interface RunResult {
@@ -158,4 +159,9 @@ export async function waitFor<T>(
     if (Date.now() >= deadline) return null;
     await sleep(intervalMs);
   }
+}
+
+/** argv run inside network namespace ns (`ip netns exec` execs it: same pid), or as is for null. */
+export function inNetns(ns: string | null, argv: string[]): string[] {
+  return ns === null ? argv : ["ip", "netns", "exec", ns, ...argv];
 }

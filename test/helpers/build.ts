@@ -2,7 +2,7 @@
 // code, so these tests do not depend on the file parsers. `rule()` reads a rule line in the
 // pve-firewall shape (a test convenience, not the real grammar: no validation).
 
-import { DEFAULTS } from "../../../src/config/conf.js";
+import { DEFAULTS } from "../../src/config/conf.js";
 import type {
   Config,
   FwFile,
@@ -14,7 +14,7 @@ import type {
   GuestNic,
   NodeInput,
   RunState,
-} from "../../../src/model.js";
+} from "../../src/model.js";
 
 export function rule(text: string, file = "firewall/107.fw", line = 4): FwRule {
   let body = text.trim();

@@ -1,6 +1,6 @@
 // Checks on restore payloads shared by the iptables tests.
-import { LINE_PATTERNS } from "../../../src/iptables/render.js";
-import type { LiveState } from "../../../src/iptables/save.js";
+import { LINE_PATTERNS } from "../../src/iptables/render.js";
+import type { LiveState } from "../../src/iptables/save.js";
 
 const BUILTIN_CHAINS = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);
 const TARGETS = new Set([

@@ -1,4 +1,4 @@
-import { DEFAULT_CONFIG, rooted } from "../paths.js";
+import { DEFAULT_CONFIG, rooted } from "./paths.js";
 
 /** Global flags (SPEC §6), accepted before or after the subcommand. */
 export interface GlobalOptions {

@@ -1,14 +1,13 @@
-// The applier's cached renderer must print exactly what render.ts prints: plans from random
-// node edits (incremental compile, so unchanged owners keep their objects), live states that
-// follow the payloads (replayed, as the applier does) with random drift, random owner sets.
+// renderSync/diffLive with the daemon's long-lived memo must print exactly what they print
+// without one: plans from random node edits (compiled with a memo, so unchanged owners keep
+// their objects), live states that follow the payloads (renderSync's `after`, as the applier
+// keeps it) with random drift, random owner sets.
 import { describe, expect, it } from "vitest";
-import { replayPayload } from "../../../src/daemon/livecache.js";
-import { createRenderCache } from "../../../src/daemon/rendercache.js";
-import { diffLive, renderRestore } from "../../../src/iptables/render.js";
+import { createRenderMemo, diffLive, renderSync } from "../../../src/iptables/render.js";
 import { emptyLive, type LiveState } from "../../../src/iptables/save.js";
 import type { NatPlan, Owner } from "../../../src/model.js";
-import { createCompiler } from "../../../src/nat/incremental.js";
-import { inputBuilder, prng, randomEdit, randomNode } from "../nat/nodegen.js";
+import { compile, createCompileMemo } from "../../../src/nat/compile.js";
+import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 
 /** Some drift someone else caused: a flushed or deleted chain, a stray line, a lost jump. */
 function drift(r: () => number, live: LiveState): LiveState {
@@ -35,53 +34,50 @@ function someOwners(r: () => number, plan: NatPlan, live: LiveState): Owner[] {
   return all.filter(() => r() < 0.3);
 }
 
-describe("cached renderer", () => {
+describe("render with a memo", () => {
   it.each(Array.from({ length: 30 }, (_, i) => i + 1))(
-    "prints what render.ts prints (seed %i)",
+    "prints what it prints without one (seed %i)",
     (seed) => {
       const r = prng(seed);
       const node = randomNode(r, 4 + Math.floor(r() * 10));
       const build = inputBuilder();
-      const inc = createCompiler();
-      const cache = createRenderCache();
+      const compileMemo = createCompileMemo();
+      const memo = createRenderMemo();
       let live = emptyLive();
       let payloads = 0;
       for (let step = 0; step < 40; step++) {
-        const plan = inc.compile(build(node));
+        const plan = compile(build(node), compileMemo);
         if (r() < 0.25) live = drift(r, live);
-        expect(cache.diffLive(plan, live), `seed ${seed} step ${step}`).toStrictEqual(
+        expect(diffLive(plan, live, memo), `seed ${seed} step ${step}`).toStrictEqual(
           diffLive(plan, live),
         );
         const d = diffLive(plan, live);
         const owners = [...new Set([...someOwners(r, plan, live), ...d.owners])];
         const req = { plan, owners, entry: d.entry || r() < 0.2, live };
-        const want = renderRestore(req);
-        expect(cache.renderRestore(req), `seed ${seed} step ${step}`).toBe(want);
-        if (want !== "") {
-          payloads++;
-          live = replayPayload(live, want) ?? live;
-        }
+        const want = renderSync(req);
+        const got = renderSync(req, memo);
+        expect(got.payload, `seed ${seed} step ${step}`).toBe(want.payload);
+        expect(got.after, `seed ${seed} step ${step}`).toStrictEqual(want.after);
+        if (want.payload !== "") payloads++;
+        live = got.after;
         randomEdit(r, node);
       }
       expect(payloads).toBeGreaterThan(0);
     },
   );
 
-  it("after the applier's cycle, untouched owners need no comparison and nothing differs", () => {
+  it("after a full sync nothing differs and nothing is rendered", () => {
     const r = prng(3);
     const node = randomNode(r, 12);
     const build = inputBuilder();
-    const inc = createCompiler();
-    const cache = createRenderCache();
-    const plan = inc.compile(build(node));
-    const payload = cache.renderRestore({
-      plan,
-      owners: plan.chains.map((c) => c.owner),
-      entry: true,
-      live: emptyLive(),
-    });
-    const live = replayPayload(emptyLive(), payload) as LiveState;
-    expect(cache.diffLive(plan, live)).toEqual({ owners: [], entry: false });
-    expect(cache.renderRestore({ plan, owners: [], entry: false, live })).toBe("");
+    const memo = createRenderMemo();
+    const plan = compile(build(node), createCompileMemo());
+    const { payload, after: live } = renderSync(
+      { plan, owners: plan.chains.map((c) => c.owner), entry: true, live: emptyLive() },
+      memo,
+    );
+    expect(payload).not.toBe("");
+    expect(diffLive(plan, live, memo)).toEqual({ owners: [], entry: false });
+    expect(renderSync({ plan, owners: [], entry: false, live }, memo).payload).toBe("");
   });
 });

@@ -1,30 +1,35 @@
-// The daemon's incremental compile must be compile() exactly: random nodes, random edits (guest
+// compile() with the daemon's long-lived memo must equal compile() with none: random nodes, random edits (guest
 // files, run states, new and removed guests, cluster.fw, host.fw, config, public address, host
 // ports, rejected lines), and after every edit the whole plan is compared.
 import { describe, expect, it } from "vitest";
 import type { NatPlan } from "../../../src/model.js";
-import { compile } from "../../../src/nat/compile.js";
-import { createCompiler } from "../../../src/nat/incremental.js";
-import { inputBuilder, prng, randomEdit, randomNode } from "./nodegen.js";
+import { compile, createCompileMemo } from "../../../src/nat/compile.js";
+import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 
 const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
+/** Conflicts seen per seed: the generator must make some, or the comparison proves little. */
+const conflictsSeen: number[] = [];
 
-describe("incremental compile", () => {
-  it.each(SEEDS)("equals compile() after every random edit (seed %i)", (seed) => {
+describe("compile with a memo", () => {
+  it.each(SEEDS)("equals compile() without one after every random edit (seed %i)", (seed) => {
     const r = prng(seed);
     const node = randomNode(r, 4 + Math.floor(r() * 12));
     const build = inputBuilder();
-    const inc = createCompiler();
+    const memo = createCompileMemo();
     let conflicts = 0;
     for (let step = 0; step < 40; step++) {
       const input = build(node);
-      const got = inc.compile(input);
+      const got = compile(input, memo);
       expect(got, `seed ${seed} step ${step}`).toStrictEqual(compile(input));
       conflicts += got.forwards.filter((f) => f.state === "conflict").length;
       randomEdit(r, node);
     }
-    // The generator is meant to make conflicts; a seed without any still checks the rest.
-    expect(conflicts).toBeGreaterThanOrEqual(0);
+    conflictsSeen.push(conflicts);
+  });
+
+  it("the random edits produced conflicts in most seeds", () => {
+    expect(conflictsSeen).toHaveLength(SEEDS.length);
+    expect(conflictsSeen.filter((n) => n > 0).length).toBeGreaterThan(SEEDS.length / 2);
   });
 
   it("the generated nodes exercise every forward state", () => {
@@ -42,15 +47,15 @@ describe("incremental compile", () => {
     const node = randomNode(r, 12);
     for (const g of node.guests.values()) g.state = "running";
     const build = inputBuilder();
-    const inc = createCompiler();
-    const first: NatPlan = inc.compile(build(node));
+    const memo = createCompileMemo();
+    const first: NatPlan = compile(build(node), memo);
     // Same number of forwards, one guest's run state flips: nothing else is rebuilt.
     const [vmid, g] = [...node.guests].find(([, x]) => x.fw !== null) as [
       number,
       { state: string },
     ];
     g.state = "starting";
-    const second = inc.compile(build(node));
+    const second = compile(build(node), memo);
     expect(second).toStrictEqual(compile(build(node)));
     for (const oc of second.chains) {
       if (oc.owner === vmid || oc.owner === "NODE") continue;
@@ -78,8 +83,8 @@ describe("incremental compile", () => {
       });
     }
     const input = inputBuilder()(node);
-    const inc = createCompiler();
-    const plan = inc.compile(input);
+    const memo = createCompileMemo();
+    const plan = compile(input, memo);
     expect(plan.forwards).toHaveLength(10_000);
     expect(plan.forwards.filter((f) => f.state !== "active").slice(0, 2)).toEqual([]);
     expect(plan).toStrictEqual(compile(input));

@@ -4,7 +4,7 @@
 // cluster.fw object for .fw files), as the daemon's cache (pve/cache.ts) keeps them, so what an
 // edit did not touch keeps its identity.
 
-import { parseConfig } from "../../../src/config/conf.js";
+import { parseConfig } from "../../src/config/conf.js";
 import type {
   Config,
   Diagnostic,
@@ -12,9 +12,9 @@ import type {
   GuestConf,
   NodeInput,
   RunState,
-} from "../../../src/model.js";
-import { parseGuestConf } from "../../../src/pve/guestconf.js";
-import { loadFw } from "../../../src/pve/nodefiles.js";
+} from "../../src/model.js";
+import { parseGuestConf } from "../../src/pve/guestconf.js";
+import { loadFw } from "../../src/pve/nodefiles.js";
 
 /** Mulberry32: a small seeded PRNG, so a failing seed can be replayed. */
 export function prng(seed: number): () => number {

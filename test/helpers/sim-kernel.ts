@@ -1,8 +1,8 @@
 // A tiny simulated netfilter for the applier's unit tests: interprets `iptables-restore
 // --noflush` payloads (declare/flush, -A, -I, -D, -X, COMMIT) atomically per call, checks jump
 // targets and deletions the way the kernel would refuse them, and prints `iptables-save` text.
-import { CommandError } from "../../../src/errors.js";
-import type { Runner } from "../../../src/iptables/runner.js";
+import { CommandError } from "../../src/errors.js";
+import type { Runner } from "../../src/iptables/runner.js";
 
 type Table = "nat" | "raw";
 type Tables = Record<Table, Map<string, string[]>>;
