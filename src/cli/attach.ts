@@ -1,12 +1,12 @@
 // `pve-nat attach|detach <vmid…>|--all` (SPEC §6): point a guest's hookscript at pve-nat's
 // snippet with `qm set` / `pct set`, the only supported way to change a guest config. A guest
 // with another hookscript is refused unless --chain (keep it, run it after ours) or --force.
-import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FINDINGS, UsageError } from "../errors.js";
+import { run } from "../exec.js";
 import type { GuestKind } from "../model.js";
 import { parseVmid } from "../names.js";
 import { compile } from "../nat/compile.js";
@@ -44,13 +44,11 @@ export interface Result {
 }
 
 /** Runs qm/pct; never throws. */
-function runTool(tool: string, args: string[]): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    execFile(tool, args, { timeout: 120_000, encoding: "utf8" }, (err, stdout, stderr) => {
-      const output = `${stdout}${stderr}`.trim() || (err ? err.message : "");
-      resolve({ ok: err === null, output });
-    });
-  });
+async function runTool(tool: string, args: string[]): Promise<{ ok: boolean; output: string }> {
+  const r = await run(tool, args, { timeoutMs: 120_000 });
+  const output =
+    `${r.stdout}${r.stderr}`.trim() || (r.failure ?? (r.code === 0 ? "" : `exit code ${r.code}`));
+  return { ok: r.code === 0, output };
 }
 
 async function readText(file: string): Promise<string | null> {

@@ -1,5 +1,5 @@
-import { execa } from "execa";
 import type { Logger } from "pino";
+import { run as exec } from "../exec.js";
 import type { Forward, NatPlan, Owner } from "../model.js";
 
 // Removing or changing a forward must also drop the conntrack entries it created, or
@@ -79,8 +79,8 @@ export function forwardsGone(
 /** Runs the deletions (bounded in count and time); failures are logged, never thrown. */
 export function conntrackCleaner(
   log: Logger,
-  run: (args: string[]) => Promise<{ exitCode?: number | undefined; stderr: string }> = (args) =>
-    execa("conntrack", args, { reject: false, timeout: 2000 }),
+  run: (args: string[]) => Promise<{ code: number | null; stderr: string }> = (args) =>
+    exec("conntrack", args, { timeoutMs: 2000 }),
 ): (deletes: ConntrackDelete[]) => Promise<void> {
   return async (deletes) => {
     const todo = deletes.slice(0, MAX_DELETES);
@@ -91,11 +91,8 @@ export function conntrackCleaner(
       try {
         const r = await run(["-D", ...d]);
         // Exit 1 with "0 flow entries have been deleted" just means nothing matched.
-        if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) {
-          log.warn(
-            { args: d, exitCode: r.exitCode, stderr: r.stderr.trim() },
-            "conntrack -D failed",
-          );
+        if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) {
+          log.warn({ args: d, exitCode: r.code, stderr: r.stderr.trim() }, "conntrack -D failed");
         } else {
           log.debug({ args: d }, "conntrack -D");
         }

@@ -1,8 +1,8 @@
-// The only module that runs iptables. Everything pve-nat writes goes through one
+// The only module that runs iptables (through exec.ts). Everything pve-nat writes goes through one
 // `iptables-restore --noflush` per change (atomic per table); reads are `iptables-save`.
 
-import { execa } from "execa";
 import { CommandError } from "../errors.js";
+import { run as exec } from "../exec.js";
 import type { Config } from "../model.js";
 
 export type Backend = "nft" | "legacy";
@@ -21,32 +21,19 @@ const LOCK_WAIT_S = "10";
 const TIMEOUT_MS = 60_000;
 
 async function run(cmd: string, args: string[], input?: string): Promise<string> {
-  let r: Awaited<ReturnType<typeof execa>>;
-  try {
-    r = await execa(cmd, args, {
-      reject: false,
-      timeout: TIMEOUT_MS,
-      stripFinalNewline: false,
-      ...(input === undefined ? {} : { input }),
-    });
-  } catch (err) {
-    throw new CommandError(`${cmd}: ${(err as Error).message}`, cmd, null, "");
-  }
-  const stderr = String(r.stderr ?? "");
-  if (r.exitCode !== 0 || r.failed) {
+  const r = await exec(cmd, args, {
+    timeoutMs: TIMEOUT_MS,
+    ...(input === undefined ? {} : { input }),
+  });
+  if (r.code !== 0) {
     const why = r.timedOut
       ? `timed out after ${TIMEOUT_MS} ms`
-      : r.exitCode === undefined
-        ? String(r.shortMessage ?? "could not run").split("\n")[0]
-        : (stderr.trim().split("\n")[0] ?? "") || `exit code ${r.exitCode}`;
-    throw new CommandError(
-      `${cmd} ${args.join(" ")} failed: ${why}`,
-      cmd,
-      r.exitCode ?? null,
-      stderr,
-    );
+      : r.code === null
+        ? (r.failure ?? "could not run")
+        : (r.stderr.trim().split("\n")[0] ?? "") || `exit code ${r.code}`;
+    throw new CommandError(`${cmd} ${args.join(" ")} failed: ${why}`, cmd, r.code, r.stderr);
   }
-  return String(r.stdout ?? "");
+  return r.stdout;
 }
 
 /** Which backend plain `iptables` is (Debian alternatives), from `iptables --version`. */

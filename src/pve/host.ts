@@ -2,7 +2,7 @@
 // itself serves there (SPEC §2.3). Both describe the network namespace we run in.
 
 import { readFile } from "node:fs/promises";
-import { execa } from "execa";
+import { run } from "../exec.js";
 import { PROTECTED_PORTS } from "../names.js";
 
 /** Ports the host always protects, listening or not: SSH, the web UI, the SPICE proxy. */
@@ -11,9 +11,9 @@ export const ALWAYS_PROTECTED: readonly number[] = Object.keys(PROTECTED_PORTS).
 /** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address). */
 export async function interfaceIPv4(iface: string): Promise<string | null> {
   // An interface name never starts with '-' (config validates it); `dev` keeps it an argument.
-  const r = await execa("ip", ["-4", "-o", "addr", "show", "dev", iface], { reject: false });
-  if (r.exitCode !== 0) return null;
-  const m = /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(String(r.stdout));
+  const r = await run("ip", ["-4", "-o", "addr", "show", "dev", iface], { timeoutMs: 5000 });
+  if (r.code !== 0) return null;
+  const m = /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(r.stdout);
   return m?.[1] ?? null;
 }
 

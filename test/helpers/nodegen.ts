@@ -1,5 +1,5 @@
-// Random simulated nodes for equivalence tests (incremental compile vs compile, cached render vs
-// render): a node as texts (cluster.fw, host.fw, per guest .conf/.fw/run state, config), parsed
+// Random simulated nodes for equivalence tests (compile and render with a memo vs without):
+// a node as texts (cluster.fw, host.fw, per guest .conf/.fw/run state, config), parsed
 // with the real grammar, and random edits of it. Parsed values are memoised per text (and per
 // cluster.fw object for .fw files), as the daemon's cache (pve/cache.ts) keeps them, so what an
 // edit did not touch keeps its identity.

@@ -131,11 +131,11 @@ describe("conntrack deletions", () => {
       calls.push(args);
       if (args.includes("1"))
         return {
-          exitCode: 1,
+          code: 1,
           stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n",
         };
-      if (args.includes("2")) return { exitCode: 2, stderr: "Operation not permitted" };
-      return { exitCode: 0, stderr: "1 flow entries have been deleted." };
+      if (args.includes("2")) return { code: 2, stderr: "Operation not permitted" };
+      return { code: 0, stderr: "1 flow entries have been deleted." };
     });
     await clean([
       ["--orig-port-dst", "1"],
