@@ -3,7 +3,7 @@ import { formatPorts, type PortRange } from "../pve/ports.js";
 import { toCidrs } from "./ipv4.js";
 import { chunks, mapPorts, ports } from "./portmap.js";
 import { guestAddress, networkFor, resolveEnds, staticAddresses } from "./resolve.js";
-import { type BuildInput, type Built, isErr } from "./types.js";
+import { type BuildInput, type Built, draft, isErr } from "./types.js";
 
 // IN NAT rule → DNAT (SPEC §2.2): public address + proto + public port(s), from -source if
 // given, → guest address + private port(s); with hairpin, masquerade of hairpinned connections.
@@ -69,18 +69,17 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   const sportMatch = clientPorts === null ? null : formatPorts(clientPorts);
   for (const s of sources) {
     for (const chunk of chunks(pub)) {
-      c.dnat.push({
-        proto,
-        source: s,
-        destination: publicAddress,
-        dport: chunk,
-        sport: sportMatch,
-        inInterface: null,
-        outInterface: null,
-        ctstateDnat: false,
-        target: { kind: "DNAT", address: target, ports: mapped.to },
-        comment,
-      });
+      c.dnat.push(
+        draft({
+          proto,
+          source: s,
+          destination: publicAddress,
+          dport: chunk,
+          sport: sportMatch,
+          target: { kind: "DNAT", address: target, ports: mapped.to },
+          comment,
+        }),
+      );
     }
   }
   if (ctx.config.hairpin) {
@@ -96,18 +95,17 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
     }
     const privPorts = mapped.to === null ? pub : priv;
     for (const chunk of chunks(privPorts)) {
-      c.snat.push({
-        proto,
-        source: network,
-        destination: target,
-        dport: chunk,
-        sport: null,
-        inInterface: null,
-        outInterface: null,
-        ctstateDnat: true,
-        target: { kind: "MASQUERADE" },
-        comment,
-      });
+      c.snat.push(
+        draft({
+          proto,
+          source: network,
+          destination: target,
+          dport: chunk,
+          ctstateDnat: true,
+          target: { kind: "MASQUERADE" },
+          comment,
+        }),
+      );
     }
   }
   return "ok";

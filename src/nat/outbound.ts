@@ -2,7 +2,7 @@ import { formatPorts } from "../pve/ports.js";
 import { type IpSet, ipToInt, toCidrs } from "./ipv4.js";
 import { chunks, ports } from "./portmap.js";
 import { guestAddress, resolveEnds } from "./resolve.js";
-import { type BuildInput, type Built, isErr } from "./types.js";
+import { type BuildInput, type Built, draft, isErr } from "./types.js";
 
 // OUT NAT rule → SNAT/MASQUERADE (SPEC §2.2): traffic from the guest (-source, default its
 // address) to -dest (default anywhere) leaving via external_interface.
@@ -44,19 +44,21 @@ export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   for (const s of toCidrs(from)) {
     for (const d of dests) {
       for (const chunk of chunks(dport)) {
-        c.snat.push({
-          proto,
-          source: s,
-          destination: d,
-          dport: chunk,
-          sport: sportMatch,
-          inInterface: null,
-          outInterface: ctx.config.externalInterface,
-          ctstateDnat: false,
-          target:
-            snatAddress === null ? { kind: "MASQUERADE" } : { kind: "SNAT", address: snatAddress },
-          comment,
-        });
+        c.snat.push(
+          draft({
+            proto,
+            source: s,
+            destination: d,
+            dport: chunk,
+            sport: sportMatch,
+            outInterface: ctx.config.externalInterface,
+            target:
+              snatAddress === null
+                ? { kind: "MASQUERADE" }
+                : { kind: "SNAT", address: snatAddress },
+            comment,
+          }),
+        );
       }
     }
   }

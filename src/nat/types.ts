@@ -18,6 +18,14 @@ import type { NatComment } from "./trigger.js";
 
 export type RuleDraft = Omit<NatRule, "forward">;
 
+/** A rule with the matches most rules leave out (no -i/-o, no --sport, no ctstate) unset. */
+export function draft(
+  r: Pick<RuleDraft, "proto" | "source" | "destination" | "dport" | "target" | "comment"> &
+    Partial<RuleDraft>,
+): RuleDraft {
+  return { sport: null, inInterface: null, outInterface: null, ctstateDnat: false, ...r };
+}
+
 export interface Candidate {
   forward: Forward;
   owner: Owner;
