@@ -123,6 +123,8 @@ export interface GuestNic {
   /** The NIC's configured IPv4 as written: "10.10.10.5/24", "dhcp", "manual", or null (none).
    *  LXC: `ip=` of netN; qemu: `ip=` of cloud-init ipconfigN. */
   ip: string | null;
+  /** The NIC's MAC, lower case (`virtio=MAC` / `e1000=MAC` on qemu, `hwaddr=` on LXC), or null. */
+  mac: string | null;
 }
 
 export interface GuestConf {
@@ -135,6 +137,8 @@ export interface GuestConf {
   nics: GuestNic[];
   /** `hookscript:` value, e.g. "local:snippets/pve-nat-hook". */
   hookscript: string | null;
+  /** qemu `agent: 1` / `agent: enabled=1,…`: the guest agent may be asked for addresses. */
+  agent: boolean;
   diagnostics: Diagnostic[];
 }
 
@@ -178,15 +182,67 @@ export interface NodeInput {
   host: FwFile | null;
   /** Local guests only, keyed by vmid. `fw` is null when the guest has no .fw file. */
   guests: Record<number, { conf: GuestConf; fw: FwFile | null; state: RunState }>;
+  /** What the node knows about guest addresses beyond their configs (SPEC §8). */
+  addresses: AddressFacts;
   /** Diagnostics from reading (unreadable files, bad pve-nat.conf keys, ...). */
   diagnostics: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// pve/learned.ts, pve/sdn.ts, pve/agent.ts → nat/learn.ts: addresses of guests without a
+// static config (SPEC §8). Every MAC key is lower case.
+
+/** Where a forward's guest address came from, in the order they are asked. */
+export type AddressSource = "rule" | "config" | "ipam" | "lease" | "neighbour" | "agent";
+
+export interface SdnSubnet {
+  /** "zone1-10.10.10.0-24" as subnets.cfg names it. */
+  id: string;
+  zone: string | null;
+  vnet: string | null;
+  cidr: string;
+  gateway: string | null;
+  /** `snat 1`: Proxmox masquerades the subnet itself. */
+  snat: boolean;
+  /** subnets.cfg line of the section header. */
+  line: number;
+}
+
+export interface SdnConfig {
+  /** Zone id → its type ("simple", "vlan", …) and DHCP plugin ("dnsmasq") if any. */
+  zones: Record<string, { type: string; dhcp: string | null }>;
+  /** VNet id (the bridge name guests use) → its zone. */
+  vnets: Record<string, { zone: string | null }>;
+  subnets: SdnSubnet[];
+}
+
+export interface LearnedIp {
+  ip: string;
+  /** The IPAM/DHCP zone (lease file or ethers directory name), or null. */
+  zone: string | null;
+}
+
+export interface AddressFacts {
+  /** pve-ipam-state.json: MAC → its IPv4 entries (vmid as recorded, or null). */
+  ipam: Record<string, Array<LearnedIp & { vmid: number | null }>>;
+  /** mac-cache.json: MAC → ip4. */
+  macCache: Record<string, string>;
+  /** dnsmasq lease files: MAC → leases (expiry in s since the epoch, 0 = infinite). */
+  leases: Record<string, Array<LearnedIp & { expiry: number }>>;
+  /** dnsmasq static hosts (/etc/dnsmasq.d/<zone>/ethers): MAC → addresses. */
+  ethers: Record<string, LearnedIp[]>;
+  /** The node's IPv4 neighbour table: MAC → entries (usable states only). */
+  neighbours: Record<string, Array<{ ip: string; dev: string; state: string }>>;
+  /** Guest agent answers: vmid → its interfaces (IPv4 only, loopback/link-local dropped). */
+  agent: Record<number, Array<{ mac: string; ips: string[] }>>;
+  sdn: SdnConfig;
 }
 
 // ---------------------------------------------------------------------------------------------
 // nat/compile.ts — forwards (what the admin sees) and the typed rules that realise them.
 
 export type Proto = "tcp" | "udp";
-export type ForwardState = "active" | "inactive" | "conflict" | "error";
+export type ForwardState = "active" | "inactive" | "pending" | "conflict" | "error";
 
 /** One NAT forward. Serialised to JSON exactly as SPEC §6 shows (see nat/json.ts). */
 export interface Forward {
@@ -196,7 +252,8 @@ export interface Forward {
   direction: "in" | "out";
   proto: Proto | null;
   public: { address: string | null; ports: string | null };
-  private: { address: string | null; ports: string | null };
+  /** addressSource: where the guest address came from (null: not known, or not a guest's). */
+  private: { address: string | null; ports: string | null; addressSource: AddressSource | null };
   source: string | null;
   destination: string | null;
   /** "firewall/107.fw:4" */
@@ -256,7 +313,10 @@ export interface NatPlan {
     externalInterface: string;
     hairpin: boolean;
     hostAccess: boolean;
-    /** conntrack_zone_fix resolved: keep `raw PREROUTING -i fwbr+ -j CT --zone 1`. */
+    /** conntrack_zone_fix resolved: fwbr traffic is tracked in zone 1 and fwbr ignores ARP. */
     zoneFix: boolean;
+    /** pve-nat writes `raw PREROUTING -i fwbr+ -j CT --zone 1` itself: false when a Proxmox
+     *  SDN subnet with `snat 1` already makes Proxmox write that rule (no double). */
+    zoneRule: boolean;
   };
 }

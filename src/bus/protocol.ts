@@ -34,7 +34,12 @@ export type BusEvent = {
   rules: number;
   ms: number;
   message?: string;
+  /** `applied` after the guest's address changed (a new lease, an IPAM edit): old → new. */
+  address?: { from: string | null; to: string | null };
 };
+
+const IPV4_OR_NULL = (v: unknown) =>
+  v === null || (typeof v === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(v));
 
 type Invalid = { error: string };
 type Obj = Record<string, unknown>;
@@ -188,7 +193,7 @@ export function parseEvent(raw: Uint8Array | string): BusEvent | { error: string
   const obj = decode(raw);
   if (isInvalid(obj)) return obj;
   const what = "event";
-  const bad = keys(obj, what, ["v", "type", "ts", "vmid", "rules", "ms"], ["message"]);
+  const bad = keys(obj, what, ["v", "type", "ts", "vmid", "rules", "ms"], ["message", "address"]);
   if (bad) return bad;
   if (!EVENT_TYPES.includes(obj.type as BusEvent["type"])) {
     return badField(what, "type", EVENT_TYPES.join("|"), obj.type);
@@ -216,6 +221,20 @@ export function parseEvent(raw: Uint8Array | string): BusEvent | { error: string
     if (typeof obj.message !== "string") return badField(what, "message", "a string", obj.message);
     event.message = obj.message;
   }
+  if (obj.address !== undefined) {
+    const a = obj.address as Record<string, unknown> | null;
+    const ok =
+      typeof a === "object" &&
+      a !== null &&
+      Object.keys(a).every((k) => k === "from" || k === "to") &&
+      IPV4_OR_NULL(a.from) &&
+      IPV4_OR_NULL(a.to);
+    if (!ok) return badField(what, "address", '{"from": IPv4|null, "to": IPv4|null}', obj.address);
+    event.address = {
+      from: (a.from ?? null) as string | null,
+      to: (a.to ?? null) as string | null,
+    };
+  }
   return event;
 }
 
@@ -229,6 +248,7 @@ export function eventToJson(e: BusEvent): Record<string, unknown> {
     ms: e.ms,
   };
   if (e.message !== undefined) out.message = e.message;
+  if (e.address !== undefined) out.address = { from: e.address.from, to: e.address.to };
   return out;
 }
 

@@ -25,6 +25,7 @@ export const FORWARD_HEADERS = [
   "PROTO",
   "PUBLIC",
   "PRIVATE",
+  "ADDR-FROM",
   "SOURCE",
   "STATE",
   "ORIGIN",
@@ -50,6 +51,7 @@ export function forwardRow(f: Forward): string[] {
       ...common,
       hostPort(f.public.address, f.public.ports, "?"),
       hostPort(f.private.address, f.private.ports, "?"),
+      f.private.addressSource ?? "-",
       f.source ?? "any",
       ...tail,
     ];
@@ -58,6 +60,7 @@ export function forwardRow(f: Forward): string[] {
     ...common,
     f.public.address ?? "masquerade",
     f.private.address ?? "?",
+    f.private.addressSource ?? "-",
     `${f.source ? `${f.source} ` : ""}to ${hostPort(f.destination, f.private.ports, "any")}`,
     ...tail,
   ];

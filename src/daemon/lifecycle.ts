@@ -98,6 +98,10 @@ export function ackMessage(vmid: number, r: ApplyResult, stopping: boolean): str
     msg = "no active NAT forwards";
   }
   if (r.restored) msg += `, applied in ${r.ms} ms`;
+  const pending = mine.filter((f) => f.state === "pending").length;
+  if (!stopping && pending > 0) {
+    msg += `; ${pending} pending (guest address not known yet; live once it is learned)`;
+  }
   if (!stopping && bad.length > 0) {
     const why = bad.map((f) => `${f.origin} ${f.state}${f.reason ? `: ${f.reason}` : ""}`);
     msg += `; not applied: ${why.join("; ")}`;

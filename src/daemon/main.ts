@@ -6,6 +6,7 @@ import { EXIT_FAILURE } from "../errors.js";
 import { createRunner } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import type { Config } from "../model.js";
+import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { readConfig } from "../pve/node.js";
 import { type Applier, createApplier } from "./applier.js";
@@ -89,7 +90,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const clock = realClock;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
-  const source = createNodeSource(paths);
+  const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   const applier = createApplier({
     load: planLoader(source, overrides),

@@ -20,6 +20,30 @@ export function ownerOf(f: Forward): Owner {
   return f.vmid ?? "NODE";
 }
 
+/** The learned guest address of vmid's live forwards (null: none live). */
+function liveAddress(plan: NatPlan | null, vmid: number): string | null {
+  const addrs = new Set<string>();
+  for (const f of plan?.forwards ?? []) {
+    if (f.vmid !== vmid || f.state !== "active" || f.private.address === null) continue;
+    const src = f.private.addressSource;
+    if (src === null || src === "rule") continue;
+    addrs.add(f.private.address);
+  }
+  return addrs.size === 1 ? ([...addrs][0] as string) : null;
+}
+
+/** old → new when the guest's (learned or configured) address moved since the last plan. */
+export function addressChange(
+  previous: NatPlan | null,
+  plan: NatPlan,
+  vmid: number,
+): { from: string | null; to: string | null } | undefined {
+  if (previous === null) return undefined;
+  const from = liveAddress(previous, vmid);
+  const to = liveAddress(plan, vmid);
+  return from !== to ? { from, to } : undefined;
+}
+
 export function report(
   r: CycleReport,
   publish: (e: BusEvent) => void,
@@ -35,8 +59,9 @@ export function report(
     const c = byOwner.get(o);
     if (c) {
       const rules = c.dnat.length + c.snat.length;
-      publish({ type: "applied", ts, vmid, rules, ms });
-      say({ vmid, rules, ms }, "applied");
+      const address = vmid === null ? undefined : addressChange(previous, plan, vmid);
+      publish({ type: "applied", ts, vmid, rules, ms, ...(address ? { address } : {}) });
+      say({ vmid, rules, ms, ...(address ? { address } : {}) }, "applied");
     } else {
       const rules = r.removedRules.get(o) ?? 0;
       publish({ type: "removed", ts, vmid, rules, ms });

@@ -223,7 +223,10 @@ export function entryChains(
 }
 
 export function rawChain(plan: NatPlan): string[] {
-  return plan.entry.zoneFix ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`] : [];
+  // An SDN subnet with `snat 1` has Proxmox write the same rule (zoneRule false): not twice.
+  return plan.entry.zoneFix && plan.entry.zoneRule
+    ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`]
+    : [];
 }
 
 export function sameLines(

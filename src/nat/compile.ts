@@ -12,6 +12,7 @@ import type {
 } from "../model.js";
 import { IFACE } from "../names.js";
 import { type Candidate, expandRule, type RuleContext } from "./expand.js";
+import { addressesKey, guestNicAddresses, type NicAddress } from "./learn.js";
 import { type Settled, type SettleTables, settle, settleTables } from "./settle.js";
 
 // Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput.
@@ -94,7 +95,7 @@ export function uniqueDiagnostics(list: Diagnostic[]): Diagnostic[] {
 }
 
 /** What every rule's context shares within one compile. */
-export type RuleBase = Pick<RuleContext, "config" | "publicAddress" | "localNics">;
+export type RuleBase = Pick<RuleContext, "config" | "publicAddress" | "localNics" | "sdn">;
 
 /** The node's own candidates: host.fw's, then cluster.fw's (owner NODE). */
 export function expandNode(
@@ -132,6 +133,7 @@ export function expandGuest(
   base: RuleBase,
   rejected: ReadonlySet<string>,
   diags: Diagnostic[],
+  addresses: ReadonlyArray<NicAddress | null>,
 ): Candidate[] {
   const g = input.guests[vmid];
   if (!g?.fw) return [];
@@ -140,7 +142,7 @@ export function expandGuest(
     const ctx: RuleContext = {
       ...base,
       owner: vmid,
-      guest: { conf: g.conf, firewall: firewallEnabled(g.fw), state: g.state },
+      guest: { conf: g.conf, firewall: firewallEnabled(g.fw), state: g.state, addresses },
       // Security group rules are compiled in the cluster's scope, as pve-firewall does.
       scope: { guest: group ? null : g.fw, cluster: input.cluster },
       groupIface: group?.iface ?? null,
@@ -280,7 +282,7 @@ export function compile(input: NodeInput, memo: CompileMemo = createCompileMemo(
 
 function build(input: NodeInput, memo: CompileMemo): NatPlan {
   const { config } = input;
-  const shared = [config, input.publicAddress, input.cluster];
+  const shared = [config, input.publicAddress, input.cluster, input.addresses.sdn];
   const sharedSame = memo.shared !== null && sameValues(memo.shared, shared);
   memo.shared = shared;
 
@@ -297,7 +299,12 @@ function build(input: NodeInput, memo: CompileMemo): NatPlan {
     localNics.push(...g.conf.nics);
   }
   const { rejected, sig } = rejections(diags);
-  const base: RuleBase = { config, publicAddress: input.publicAddress, localNics };
+  const base: RuleBase = {
+    config,
+    publicAddress: input.publicAddress,
+    localNics,
+    sdn: input.addresses.sdn,
+  };
 
   // The node's forwards (host.fw, cluster.fw) also depend on every local NIC (hairpin target
   // networks): re-expanded when any guest config changed.
@@ -315,10 +322,12 @@ function build(input: NodeInput, memo: CompileMemo): NatPlan {
     const g = input.guests[vmid];
     if (!g?.fw) continue;
     const fw = g.fw;
-    // Expansion sees the run state only as running or not ("starting" runs).
-    const from = [g.conf, fw, g.state === "stopped"];
+    // Expansion sees the run state only as running or not ("starting" runs), and the learned
+    // addresses only as their summary: a new lease re-expands only the guest it belongs to.
+    const addresses = guestNicAddresses(g.conf, input.addresses);
+    const from = [g.conf, fw, g.state === "stopped", addressesKey(addresses)];
     const slot = slotFor(memo.guests.get(vmid), sharedSame, from, sig, (own) => ({
-      cands: expandGuest(input, vmid, base, rejected, own),
+      cands: expandGuest(input, vmid, base, rejected, own, addresses),
       files: ruleFiles(fw, input.cluster),
     }));
     memo.guests.set(vmid, slot);
@@ -347,6 +356,7 @@ function build(input: NodeInput, memo: CompileMemo): NatPlan {
       hairpin: config.hairpin,
       hostAccess: config.hostAccess,
       zoneFix: zoneFix(input),
+      zoneRule: !sdnMasquerades(input),
     },
   };
 }
@@ -425,6 +435,12 @@ function settleAll(
     forwards,
     chains,
   };
+}
+
+/** A Proxmox SDN subnet with `snat 1` makes Proxmox write `raw PREROUTING -i fwbr+ -j CT
+ *  --zone 1` itself (pve-network Zones/Plugin.pm): pve-nat then does not write it a second time. */
+export function sdnMasquerades(input: NodeInput): boolean {
+  return input.addresses.sdn.subnets.some((s) => s.snat);
 }
 
 export function zoneFix(input: NodeInput): boolean {

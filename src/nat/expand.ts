@@ -3,7 +3,7 @@ import { findMacro, type MacroEntry, macroFamily } from "../pve/macros.js";
 import { buildDnat } from "./inbound.js";
 import { buildSnat } from "./outbound.js";
 import { type NatComment, parseNatComment } from "./trigger.js";
-import { type Candidate, type Effective, isErr, type RuleContext } from "./types.js";
+import { type Candidate, type Effective, isErr, isPending, type RuleContext } from "./types.js";
 
 export type { Candidate, RuleContext, RuleDraft } from "./types.js";
 
@@ -89,7 +89,7 @@ export function expandRule(rule: FwRule, ctx: RuleContext, diags: Diagnostic[]):
       direction,
       proto: null,
       public: { address: null, ports: null },
-      private: { address: null, ports: null },
+      private: { address: null, ports: null, addressSource: null },
       source: rule.source,
       destination: rule.dest,
       origin: `${rule.file}:${rule.line}`,
@@ -165,6 +165,19 @@ export function expandRule(rule: FwRule, ctx: RuleContext, diags: Diagnostic[]):
     }
     if (isErr(built)) {
       out.push(...fail(c, built.error));
+      return;
+    }
+    if (isPending(built)) {
+      // Not an error: the forward goes live by itself once the address is learned.
+      if (c.running) note("info", `NAT forward pending: ${built.pending}`);
+      c.forward.state = "pending";
+      c.forward.reason = built.pending;
+      c.forward.private.address = null;
+      c.forward.private.addressSource = null;
+      c.dnat = [];
+      c.snat = [];
+      c.claim = null;
+      out.push(c);
       return;
     }
     out.push(c);

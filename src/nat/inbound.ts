@@ -41,8 +41,10 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   c.forward.public.address = publicAddress;
 
   let target: string;
+  let learnedNetwork: string | null = null;
   if (dest?.single) {
     target = dest.single;
+    c.forward.private.addressSource = "rule";
     const hostAddresses = [ctx.publicAddress, publicAddress].filter((x) => x !== null);
     if (ctx.guest !== null) checkDest(target, hostAddresses, ctx.guest.conf, note);
   } else if (ctx.guest === null) {
@@ -50,9 +52,12 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
       error: "a node-level NAT IN rule (cluster.fw, host.fw) needs -dest naming one IPv4 address",
     };
   } else {
-    const a = guestAddress(ctx.guest.conf, rule.iface ?? ctx.groupIface, "-dest");
-    if ("error" in a) return a;
+    const g = ctx.guest;
+    const a = guestAddress(g.conf, rule.iface ?? ctx.groupIface, "-dest", g.addresses);
+    if ("error" in a || "pending" in a) return a;
     target = a.address;
+    c.forward.private.addressSource = a.source;
+    learnedNetwork = a.network;
   }
   c.forward.private.address = target;
   const mapped = mapPorts(pub, priv);
@@ -84,7 +89,7 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   }
   if (ctx.config.hairpin) {
     const nics = ctx.guest ? ctx.guest.conf.nics : ctx.localNics;
-    let network = networkFor(target, nics);
+    let network = networkFor(target, nics) ?? learnedNetwork;
     if (network === null) {
       // No NIC config says which network the target is on; /24 is the common case.
       network = `${target.split(".").slice(0, 3).join(".")}.0/24`;

@@ -22,7 +22,11 @@ function forwardJson(
     direction: f.direction,
     proto: f.proto,
     public: { address: f.public.address, ports: f.public.ports },
-    private: { address: f.private.address, ports: f.private.ports },
+    private: {
+      address: f.private.address,
+      ports: f.private.ports,
+      address_source: f.private.addressSource ?? null,
+    },
     source: f.source,
     destination: f.destination,
     origin: f.origin,

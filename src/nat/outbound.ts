@@ -27,14 +27,18 @@ export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
     from = source.set;
     const cidrs = toCidrs(source.set);
     c.forward.private.address = source.single ?? (cidrs.length === 1 ? (cidrs[0] as string) : null);
+    c.forward.private.addressSource = "rule";
   } else if (ctx.guest === null) {
     return { error: "a node-level NAT OUT rule (cluster.fw, host.fw) needs -source" };
   } else {
-    const a = guestAddress(ctx.guest.conf, rule.iface ?? ctx.groupIface, "-source");
-    if ("error" in a) return a;
+    const g = ctx.guest;
+    const a = guestAddress(g.conf, rule.iface ?? ctx.groupIface, "-source", g.addresses);
+    if ("error" in a || "pending" in a) return a;
     c.forward.private.address = a.address;
+    c.forward.private.addressSource = a.source;
     from = singleSet(a.address);
   }
+  redundantSnat(from, ctx, note);
 
   const configured = ctx.config.publicAddress !== "auto" ? ctx.config.publicAddress : null;
   const snatAddress = (nat.form === "explicit" ? nat.address : null) ?? configured;
@@ -63,6 +67,24 @@ export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
     }
   }
   return "ok";
+}
+
+/** Proxmox already masquerades an SDN subnet with `snat 1` (its own POSTROUTING SNAT rule): an
+ *  OUT NAT rule for guests inside it still applies (pve-nat's chain comes first), but is said. */
+function redundantSnat(from: IpSet, ctx: BuildInput["ctx"], note: BuildInput["note"]): void {
+  for (const s of ctx.sdn.subnets) {
+    if (!s.snat) continue;
+    const [net, len] = s.cidr.split("/") as [string, string];
+    const lo = ipToInt(net);
+    const hi = lo + 2 ** (32 - Number(len)) - 1;
+    if (!from.every((iv) => iv.lo >= lo && iv.hi <= hi)) continue;
+    note(
+      "warning",
+      `redundant: SDN subnet ${s.cidr} (sdn/subnets.cfg:${s.line}) has snat 1, so Proxmox already masquerades it; ` +
+        "keep this rule only to pick another SNAT address (NAT:<address>)",
+    );
+    return;
+  }
 }
 
 function singleSet(address: string): IpSet {

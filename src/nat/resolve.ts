@@ -1,6 +1,7 @@
-import type { FwFile, GuestConf, GuestNic } from "../model.js";
+import type { AddressSource, FwFile, GuestConf, GuestNic } from "../model.js";
 import { isIPv4, netIp, parseAddressRef } from "../pve/address.js";
 import { type IpSet, ipToInt, networkOf, singleAddress, subtract, union } from "./ipv4.js";
+import { type NicAddress, staticAddress, triedFor } from "./learn.js";
 
 // Address references of a NAT rule → exact IPv4 sets, and the guest's own address from its
 // config. Lookups follow pve-firewall: a guest's aliases/ipsets first, then the cluster's;
@@ -143,19 +144,6 @@ export interface GuestAddress {
   network: string | null;
 }
 
-const STATIC = /^([0-9.]+)(?:\/([0-9]{1,2}))?$/;
-
-function staticAddress(nic: GuestNic): GuestAddress | null {
-  const m = nic.ip === null ? null : STATIC.exec(nic.ip);
-  if (!m || !isIPv4(m[1] as string)) return null;
-  const prefix = m[2] === undefined ? null : Number(m[2]);
-  if (prefix !== null && prefix > 32) return null;
-  return {
-    address: m[1] as string,
-    network: prefix === null ? null : networkOf(m[1] as string, prefix),
-  };
-}
-
 function setting(conf: GuestConf, n: number): string {
   return conf.kind === "lxc" ? `net${n}: …,ip=10.10.10.x/24` : `ipconfig${n}: ip=10.10.10.x/24`;
 }
@@ -168,43 +156,59 @@ export function staticAddresses(conf: GuestConf): string[] {
   });
 }
 
-/** The address on the NIC named by `iface` (-i netN), or on the only NIC with a static IPv4. */
+/** The address on the NIC named by `iface` (-i netN), or on the only NIC with an address
+ *  (a static one first, then a learned one). `found` is nat/learn.ts's answer per NIC
+ *  (parallel to conf.nics). Nothing known yet (but learnable) → pending, not an error. */
 export function guestAddress(
   conf: GuestConf,
   iface: string | null,
   option: "-dest" | "-source",
-): GuestAddress | { error: string } {
+  found: ReadonlyArray<NicAddress | null>,
+): (GuestAddress & { source: AddressSource }) | { error: string } | { pending: string } {
   const hint = `or name the guest address with ${option}`;
+  const ok = (a: NicAddress) => ({ address: a.address, network: a.network, source: a.source });
   if (iface !== null) {
     const m = /^net([0-9]+)$/.exec(iface);
-    const nic = m ? conf.nics.find((n) => n.index === Number(m[1])) : undefined;
+    const i = m ? conf.nics.findIndex((n) => n.index === Number(m[1])) : -1;
+    const nic = conf.nics[i];
     if (!nic)
       return { error: `guest ${conf.vmid} has no NIC ${iface}: name an existing netN ${hint}` };
-    const addr = staticAddress(nic);
-    if (addr) return addr;
-    const what = nic.ip === null ? "no IPv4 address" : `ip=${nic.ip}`;
-    return {
-      error: `${iface} of guest ${conf.vmid} has ${what}: set a static one (${setting(conf, nic.index)}) ${hint}`,
-    };
+    const addr = found[i];
+    if (addr) return ok(addr);
+    if (nic.ip !== null && nic.ip !== "dhcp" && nic.ip !== "manual") {
+      return {
+        error: `${iface} of guest ${conf.vmid} has ip=${nic.ip}: set a static one (${setting(conf, nic.index)}) ${hint}`,
+      };
+    }
+    return { pending: `no address known yet for ${iface}: ${triedFor(conf, nic)}` };
   }
-  const found = conf.nics.flatMap((n) => {
-    const a = staticAddress(n);
+  const withAddr = conf.nics.flatMap((n, i) => {
+    const a = found[i];
     return a ? [{ n, a }] : [];
   });
-  const only = found.length === 1 ? found[0] : undefined;
-  if (only) return only.a;
-  if (found.length > 1) {
-    const names = found.map((f) => `net${f.n.index}`).join(", ");
+  const statics = withAddr.filter((x) => x.a.source === "config");
+  const pool = statics.length > 0 ? statics : withAddr;
+  const only = pool.length === 1 ? pool[0] : undefined;
+  if (only) return ok(only.a);
+  if (pool.length > 1) {
+    const names = pool
+      .map((f) => `net${f.n.index}${f.a.source === "config" ? "" : ` (${f.a.source})`}`)
+      .join(", ");
     return {
       error: `guest ${conf.vmid} has several IPv4 addresses (${names}): pick the NIC with -i netN ${hint}`,
     };
   }
-  const first = conf.nics[0]?.index ?? 0;
-  const dhcp = conf.nics.find((n) => n.ip !== null);
-  const what = dhcp ? ` (net${dhcp.index} has ip=${dhcp.ip})` : "";
-  return {
-    error: `guest ${conf.vmid} has no static IPv4 address${what}: set one (${setting(conf, first)}) ${hint}`,
-  };
+  const first = conf.nics[0];
+  const learnable = conf.nics.filter((n) => n.ip === null || n.ip === "dhcp" || n.ip === "manual");
+  if (!first || learnable.length === 0) {
+    const bad = conf.nics.find((n) => n.ip !== null);
+    const what = bad ? ` (net${bad.index} has ip=${bad.ip})` : "";
+    return {
+      error: `guest ${conf.vmid} has no static IPv4 address${what}: set one (${setting(conf, first?.index ?? 0)}) ${hint}`,
+    };
+  }
+  const tried = learnable.map((n) => `net${n.index}: ${triedFor(conf, n)}`).join("; ");
+  return { pending: `no address known yet (${tried})` };
 }
 
 /** The configured network (of any of `nics`) that holds `address`, for hairpin masquerading. */

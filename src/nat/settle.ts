@@ -112,6 +112,79 @@ export function splitOrigin(origin: string): [string, number] {
   return [origin.slice(0, i), Number(origin.slice(i + 1))];
 }
 
+/** Static config first, then the learned sources in the order they are asked (nat/learn.ts). */
+const SOURCE_RANK: Record<string, number> = {
+  config: 0,
+  ipam: 1,
+  lease: 2,
+  neighbour: 3,
+  agent: 4,
+};
+
+/**
+ * Two running guests whose forwards resolve to one guest address (SPEC §8) — a stale lease, a
+ * neighbour entry left by a former owner, a lying agent — cannot both be right: the address goes
+ * to the most trusted source (config, ipam, lease, neighbour, agent), then the lower VMID; the
+ * others' forwards are conflicts naming both. A rule's own -dest/-source is the admin's choice
+ * and two static configs that agree are left as they were.
+ */
+function addressConflicts(
+  cands: readonly Candidate[],
+  out: Settled,
+  diags: Diagnostic[],
+  at: (c: Candidate) => { file: string; line: number },
+  tail: (c: Candidate) => string,
+): void {
+  const { states, reasons } = out;
+  const eligible = (i: number): string | null => {
+    const c = cands[i] as Candidate;
+    const f = c.forward;
+    const src = f.private.addressSource;
+    if (states[i] === "error" || !c.running || f.vmid === null) return null;
+    if (src === null || src === "rule" || f.private.address === null) return null;
+    return f.private.address;
+  };
+  const holder = new Map<string, number>();
+  const n = cands.length;
+  let learned = false;
+  for (let i = 0; i < n; i++) {
+    const addr = eligible(i);
+    if (addr === null) continue;
+    const f = (cands[i] as Candidate).forward;
+    if (f.private.addressSource !== "config") learned = true;
+    const h = holder.get(addr);
+    if (h === undefined) {
+      holder.set(addr, i);
+      continue;
+    }
+    const hf = (cands[h] as Candidate).forward;
+    const r = SOURCE_RANK[f.private.addressSource as string] ?? 9;
+    const hr = SOURCE_RANK[hf.private.addressSource as string] ?? 9;
+    if (r < hr || (r === hr && (f.vmid as number) < (hf.vmid as number))) holder.set(addr, i);
+  }
+  if (!learned) return;
+  for (let i = 0; i < n; i++) {
+    const addr = eligible(i);
+    if (addr === null) continue;
+    const c = cands[i] as Candidate;
+    const w = cands[holder.get(addr) as number] as Candidate;
+    const f = c.forward;
+    const wf = w.forward;
+    if (wf.vmid === f.vmid) continue;
+    if (f.private.addressSource === "config" && wf.private.addressSource === "config") continue;
+    const message =
+      `guest address ${addr} of vm ${f.vmid} (from ${f.private.addressSource}) is also vm ${wf.vmid}'s ` +
+      `(from ${wf.private.addressSource}, ${wf.origin}): vm ${wf.vmid} keeps it`;
+    states[i] = "conflict";
+    reasons[i] = message;
+    diags.push({
+      ...at(c),
+      severity: "error",
+      message: `NAT conflict, not applied: ${message}${tail(c)}`,
+    });
+  }
+}
+
 /** Settles `cands`, starting from the states and reasons in `out` (updated in place). */
 export function settle(
   cands: readonly Candidate[],
@@ -168,12 +241,14 @@ export function settle(
     });
   }
 
+  addressConflicts(cands, out, diags, at, tail);
+
   const { winners, stopped } = tables;
   winners.next();
   stopped.next();
   for (let i = 0; i < n; i++) {
     const c = cands[i] as Candidate;
-    if (states[i] === "error" || !c.running) continue;
+    if (states[i] === "error" || states[i] === "conflict" || !c.running) continue;
     if (c.claim === null) continue; // wins, and can never clash with anyone
     const w = winners.first(c.claim);
     if (w < 0) {

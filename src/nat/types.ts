@@ -9,8 +9,10 @@ import type {
   Owner,
   Proto,
   RunState,
+  SdnConfig,
 } from "../model.js";
 import type { PortRange } from "../pve/ports.js";
+import type { NicAddress } from "./learn.js";
 import type { AddrScope } from "./resolve.js";
 import type { NatComment } from "./trigger.js";
 
@@ -43,7 +45,13 @@ export interface Candidate {
 
 export interface RuleContext {
   owner: Owner;
-  guest: { conf: GuestConf; firewall: boolean; state: RunState } | null;
+  guest: {
+    conf: GuestConf;
+    firewall: boolean;
+    state: RunState;
+    /** nat/learn.ts's address per NIC (parallel to conf.nics). */
+    addresses: ReadonlyArray<NicAddress | null>;
+  } | null;
   scope: AddrScope;
   /** -i of the GROUP line that brought this rule in, used when the rule has none. */
   groupIface: string | null;
@@ -52,6 +60,8 @@ export interface RuleContext {
   publicAddress: string | null;
   /** Every local guest NIC, to find the network of a node-level forward's target (hairpin). */
   localNics: readonly GuestNic[];
+  /** Proxmox SDN (subnets with `snat 1`, VNets' zones). */
+  sdn: SdnConfig;
   /** For a security group's rule: which owner it was applied to and where, appended to
    *  diagnostics at the group's line ("vm 108 via GROUP webfarm at firewall/108.fw:7"). */
   via: string | null;
@@ -65,7 +75,12 @@ export interface Effective {
   dest: string | null;
 }
 
-export type Built = "ok" | "ipv6" | { error: string };
+/** "ok"; IPv6 (skipped); an error; or pending: the guest address is not known yet. */
+export type Built = "ok" | "ipv6" | { error: string } | { pending: string };
+
+export function isPending<T>(v: T | { pending: string }): v is { pending: string } {
+  return typeof v === "object" && v !== null && "pending" in v;
+}
 
 export type Note = (severity: Diagnostic["severity"], message: string) => void;
 

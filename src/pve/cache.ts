@@ -14,7 +14,9 @@ import { createHash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync, type Stats, statSync } from "node:fs";
 import { DEFAULTS, parseConfig } from "../config/conf.js";
 import { ConfigError } from "../errors.js";
+import { run } from "../exec.js";
 import type {
+  AddressFacts,
   Config,
   Diagnostic,
   FwFile,
@@ -24,10 +26,21 @@ import type {
   NodeInput,
   Owner,
   RunState,
+  SdnConfig,
 } from "../model.js";
+import { learnedAddress, staticAddress } from "../nat/learn.js";
 import { PVE_DIR } from "../paths.js";
+import { type AgentCache, createAgentCache } from "./agent.js";
 import { parseGuestConf } from "./guestconf.js";
 import { ALWAYS_PROTECTED, interfaceIPv4, listeningPorts } from "./host.js";
+import {
+  emptyFacts,
+  parseEthers,
+  parseIpamState,
+  parseLeases,
+  parseMacCache,
+  parseNeighbours,
+} from "./learned.js";
 import {
   confVmid,
   errCode,
@@ -46,6 +59,7 @@ import {
   pidOf,
   qemuPidfile,
 } from "./runstate.js";
+import { parseSdn, SDN_FILES } from "./sdn.js";
 
 export { parseUnixSockets } from "./runstate.js";
 
@@ -71,6 +85,31 @@ export interface InputOptions {
   /** Use this config instead of the file's (check parses it itself to report every error at
    *  once; then no config diagnostics are added here). Never memoised. */
   config?: Config;
+}
+
+export interface SourceOptions {
+  /** The guest agent's answers (the daemon keeps one cache for its life). Default: a fresh one. */
+  agent?: AgentCache;
+  /** Wait (bounded) for agent queries a full refresh started: the one-shot CLI only, never
+   *  the daemon (a hook must not wait for an agent). */
+  agentWaitMs?: number;
+  /** Reads the node's IPv4 neighbour table (`ip -4 neigh show`); null = none. */
+  neighbours?: () => Promise<string | null>;
+}
+
+/** Where the learned-address sources live (SPEC §8), all taken under --root. */
+export const ADDRESS_PATHS = {
+  ipam: "sdn/pve-ipam-state.json",
+  macCache: "sdn/mac-cache.json",
+  leasesDir: "/var/lib/misc",
+  dnsmasqDir: "/etc/dnsmasq.d",
+} as const;
+
+const LEASE_FILE = /^dnsmasq\.([A-Za-z0-9_.-]+)\.leases$/;
+
+async function ipNeighbours(): Promise<string | null> {
+  const r = await run("ip", ["-4", "neigh", "show"], { timeoutMs: 2000 });
+  return r.code === 0 ? r.stdout : null;
 }
 
 export interface NodeSource {
@@ -128,8 +167,15 @@ function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export function createNodeSource(paths: NodePaths): NodeSource {
+export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): NodeSource {
   const files = new Map<string, FileEntry>();
+  const agent = opts.agent ?? createAgentCache();
+  const readNeighbours = opts.neighbours ?? ipNeighbours;
+  /** dnsmasq zones with a lease file / an ethers file, as last listed. */
+  let leaseZones: string[] = [];
+  let ethersZones: string[] = [];
+  let neighText: string | null = null;
+  let agentSeen = agent.version();
   let generation = 0;
   let primed = false;
   /** Guest config names per kind directory (vmid set), or the readdir error. */
@@ -333,6 +379,156 @@ export function createNodeSource(paths: NodePaths): NodeSource {
     return qemuRuns.get(vmid) ?? false;
   }
 
+  // Learned-address sources (SPEC §8).
+
+  const leasePath = (zone: string) =>
+    paths.path(`${ADDRESS_PATHS.leasesDir}/dnsmasq.${zone}.leases`);
+  const ethersPath = (zone: string) => paths.path(`${ADDRESS_PATHS.dnsmasqDir}/${zone}/ethers`);
+
+  function listZones(): void {
+    const leases: string[] = [];
+    try {
+      for (const name of readdirSync(paths.path(ADDRESS_PATHS.leasesDir))) {
+        const m = LEASE_FILE.exec(name);
+        if (m) leases.push(m[1] as string);
+      }
+    } catch {
+      // No directory: no leases.
+    }
+    const ethers: string[] = [];
+    try {
+      for (const d of readdirSync(paths.path(ADDRESS_PATHS.dnsmasqDir), { withFileTypes: true }))
+        if (d.isDirectory() && /^[A-Za-z0-9_.-]+$/.test(d.name)) ethers.push(d.name);
+    } catch {
+      // No directory: no static hosts.
+    }
+    leases.sort();
+    ethers.sort();
+    if (leases.join("\0") !== leaseZones.join("\0") || ethers.join("\0") !== ethersZones.join("\0"))
+      changes++;
+    leaseZones = leases;
+    ethersZones = ethers;
+  }
+
+  function touchAddressFiles(now: number): void {
+    touch(pve(ADDRESS_PATHS.ipam), now);
+    touch(pve(ADDRESS_PATHS.macCache), now);
+    for (const f of Object.values(SDN_FILES)) touch(pve(f), now);
+    for (const z of leaseZones) touch(leasePath(z), now);
+    for (const z of ethersZones) touch(ethersPath(z), now);
+  }
+
+  /** Guests (running, qemu with `agent: 1`) whose NICs nothing but the agent could answer,
+   *  and whether any local NIC lacks a config address (then the neighbour table is read). */
+  function addressNeeds(node: string, facts: AddressFacts): { agent: number[]; neigh: boolean } {
+    const out: number[] = [];
+    let neigh = false;
+    const noAgent = { ...facts, agent: {} };
+    for (const [vmid, kind] of guestKinds()) {
+      const conf = confOf(vmid, kind, node);
+      if (!conf) continue;
+      const open = conf.nics.filter((n) => n.mac !== null && staticAddress(n) === null);
+      if (open.length === 0) continue;
+      neigh = true;
+      if (!conf.agent || kind !== "qemu" || !runningOf(vmid, kind)) continue;
+      if (open.some((n) => learnedAddress(conf, n, noAgent) === null)) out.push(vmid);
+    }
+    return { agent: out, neigh };
+  }
+
+  /** After listZones() + touchAddressFiles(): the neighbour table and the agent, when needed. */
+  async function refreshAddresses(node: string): Promise<void> {
+    const needs = addressNeeds(node, addressFacts());
+    const text = needs.neigh ? await readNeighbours().catch(() => null) : null;
+    if (text !== neighText) {
+      neighText = text;
+      changes++;
+    }
+    agent.want(needs.agent);
+    if (opts.agentWaitMs !== undefined && needs.agent.length > 0)
+      await agent.idle(opts.agentWaitMs);
+    if (agent.version() !== agentSeen) {
+      agentSeen = agent.version();
+      changes++;
+    }
+  }
+
+  let sdnMemo: { key: string; value: { sdn: SdnConfig; diagnostics: Diagnostic[] } } | null = null;
+  let factsMemo: { key: string; value: AddressFacts; diagnostics: Diagnostic[] } | null = null;
+
+  const version = (abs: string) => String(entry(abs)?.version ?? 0);
+
+  function sdnConfig(): { sdn: SdnConfig; diagnostics: Diagnostic[] } {
+    const key = Object.values(SDN_FILES)
+      .map((f) => version(pve(f)))
+      .join(",");
+    if (sdnMemo?.key !== key) {
+      const text = (f: string) => entry(pve(f))?.text ?? null;
+      sdnMemo = {
+        key,
+        value: parseSdn({
+          zones: text(SDN_FILES.zones),
+          vnets: text(SDN_FILES.vnets),
+          subnets: text(SDN_FILES.subnets),
+        }),
+      };
+    }
+    return sdnMemo.value;
+  }
+
+  /** The facts nat/learn.ts looks addresses up in; the same object while no source changed. */
+  function addressFacts(diagnostics?: Diagnostic[]): AddressFacts {
+    const sdn = sdnConfig();
+    const key = [
+      version(pve(ADDRESS_PATHS.ipam)),
+      version(pve(ADDRESS_PATHS.macCache)),
+      ...leaseZones.map((z) => `${z}=${version(leasePath(z))}`),
+      "|",
+      ...ethersZones.map((z) => `${z}=${version(ethersPath(z))}`),
+      neighText === null ? "-" : createHash("sha1").update(neighText).digest("base64"),
+      agent.version(),
+      sdnMemo?.key,
+    ].join(",");
+    if (factsMemo?.key !== key) {
+      const diags: Diagnostic[] = [...sdn.diagnostics];
+      const facts = emptyFacts();
+      facts.sdn = sdn.sdn;
+      const ipamText = entry(pve(ADDRESS_PATHS.ipam))?.text;
+      if (ipamText) {
+        const r = parseIpamState(ipamText, ADDRESS_PATHS.ipam);
+        facts.ipam = r.ipam;
+        diags.push(...r.diagnostics);
+      }
+      const cacheText = entry(pve(ADDRESS_PATHS.macCache))?.text;
+      if (cacheText) {
+        const r = parseMacCache(cacheText, ADDRESS_PATHS.macCache);
+        facts.macCache = r.macCache;
+        diags.push(...r.diagnostics);
+      }
+      for (const z of leaseZones) {
+        const t = entry(leasePath(z))?.text;
+        if (t) parseLeases(t, z, facts.leases);
+      }
+      for (const z of ethersZones) {
+        const t = entry(ethersPath(z))?.text;
+        if (t) parseEthers(t, z, facts.ethers);
+      }
+      if (neighText !== null) parseNeighbours(neighText, null, facts.neighbours);
+      facts.agent = agent.answers();
+      factsMemo = { key, value: facts, diagnostics: diags };
+    }
+    diagnostics?.push(...factsMemo.diagnostics);
+    return factsMemo.value;
+  }
+
+  function confOf(vmid: number, kind: GuestKind, node: string): GuestConf | null {
+    const confFile = `${rel.guestDir(node, kind)}/${vmid}.conf`;
+    const ce = entry(pve(confFile));
+    const text = ce?.text;
+    if (!ce || text === null || text === undefined) return null;
+    return memo<GuestConf>(ce, () => parseGuestConf(text, vmid, kind, confFile));
+  }
+
   async function refreshAll(): Promise<void> {
     generation++;
     const now = Date.now();
@@ -351,6 +547,8 @@ export function createNodeSource(paths: NodePaths): NodeSource {
       // Keep the event loop free for hooks during a long pass.
       if (++n % 256 === 0) await yieldToLoop();
     }
+    listZones();
+    touchAddressFiles(now);
     for (const [abs, e] of files) if (e.seen !== generation) files.delete(abs);
     for (const vmid of qemuRuns.keys()) if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
 
@@ -368,6 +566,7 @@ export function createNodeSource(paths: NodePaths): NodeSource {
       hostPorts = ports;
       changes++;
     }
+    await refreshAddresses(node);
     primed = true;
   }
 
@@ -384,6 +583,8 @@ export function createNodeSource(paths: NodePaths): NodeSource {
     const node = currentNode();
     touch(pve(rel.cluster), now);
     touch(pve(rel.host(node)), now);
+    // A lease or IPAM entry written since the last poll (a few stats; no listing, no command).
+    touchAddressFiles(now);
     let lxc = false;
     for (const o of owners) {
       if (o === "NODE") continue;
@@ -531,8 +732,8 @@ export function createNodeSource(paths: NodePaths): NodeSource {
       const confFile = `${rel.guestDir(node, kind)}/${vmid}.conf`;
       const ce = entry(pve(confFile));
       const confText = readDiag(confFile, ce, diagnostics);
-      if (confText === null || !ce) continue;
-      const conf = memo<GuestConf>(ce, () => parseGuestConf(confText, vmid, kind, confFile));
+      const conf = confText === null ? null : confOf(vmid, kind, node);
+      if (conf === null) continue;
       const fw = loadedFw(rel.guestFw(vmid), "guest", cluster, diagnostics);
       const running = runningOf(vmid, kind);
       const state: RunState = running
@@ -555,7 +756,35 @@ export function createNodeSource(paths: NodePaths): NodeSource {
         });
       }
     }
-    return { node, config, publicAddress, hostPorts, cluster, host, guests, diagnostics };
+    const addresses = addressFacts(diagnostics);
+    return {
+      node,
+      config,
+      publicAddress,
+      hostPorts,
+      cluster,
+      host,
+      guests,
+      addresses,
+      diagnostics,
+    };
+  }
+
+  /** The learned-address sources' content (not their version counters, which differ between
+   *  two sources reading the same files). */
+  function factsKeyHash(): string {
+    const h = createHash("sha1");
+    const add = (abs: string) => {
+      const e = entry(abs);
+      h.update(`${abs}\0${e ? contentHash(e) : "unread"}\0`);
+    };
+    add(pve(ADDRESS_PATHS.ipam));
+    add(pve(ADDRESS_PATHS.macCache));
+    for (const f of Object.values(SDN_FILES)) add(pve(f));
+    for (const z of leaseZones) add(leasePath(z));
+    for (const z of ethersZones) add(ethersPath(z));
+    h.update(`${neighText ?? "\0none"}\0${JSON.stringify(agent.answers())}`);
+    return h.digest("base64");
   }
 
   function fingerprint(): Map<string, string> {
@@ -579,6 +808,9 @@ export function createNodeSource(paths: NodePaths): NodeSource {
       fp.set(rel.guestFw(vmid), v(pve(rel.guestFw(vmid))));
       fp.set(`run:${vmid}`, runningOf(vmid, kind) ? "running" : "stopped");
     }
+    // Leases, IPAM, SDN, neighbours and agent answers as one value: a change re-compiles, and
+    // the compile memo re-expands only the guests whose addresses changed.
+    fp.set("addresses", factsKeyHash());
     return fp;
   }
 

@@ -25,6 +25,25 @@ function truthy(v: string | undefined): boolean {
   return v !== undefined && ["1", "on", "yes", "true"].includes(v.toLowerCase());
 }
 
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
+
+/** qemu: `virtio=MAC` (any model key holding a MAC) or `macaddr=`; LXC: `hwaddr=`. */
+function nicMac(props: Map<string, string>, kind: GuestKind): string | null {
+  const direct = props.get(kind === "lxc" ? "hwaddr" : "macaddr");
+  if (direct && MAC.test(direct)) return direct.toLowerCase();
+  if (kind === "lxc") return null;
+  for (const v of props.values()) if (MAC.test(v)) return v.toLowerCase();
+  return null;
+}
+
+/** qemu-server's `agent: [enabled=]1[,fstrim_cloned_disks=…,type=…]`. */
+function agentEnabled(value: string): boolean {
+  const props = propertyString(value);
+  const first = value.split(",")[0]?.trim() ?? "";
+  if (!first.includes("=")) return truthy(first);
+  return truthy(props.get("enabled"));
+}
+
 export function parseGuestConf(
   text: string,
   vmid: number,
@@ -36,6 +55,7 @@ export function parseGuestConf(
   const ipconfigs = new Map<number, Map<string, string>>();
   let name: string | null = null;
   let hookscript: string | null = null;
+  let agent = false;
 
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -62,6 +82,7 @@ export function parseGuestConf(
     else if (ipc && kind === "qemu") ipconfigs.set(Number(ipc[1]), propertyString(value));
     else if (key === (kind === "qemu" ? "name" : "hostname")) name = value || null;
     else if (key === "hookscript") hookscript = value || null;
+    else if (key === "agent" && kind === "qemu") agent = agentEnabled(value);
   }
 
   const nics: GuestNic[] = [...nets.keys()]
@@ -74,8 +95,9 @@ export function parseGuestConf(
         bridge: props.get("bridge") || null,
         firewall: truthy(props.get("firewall")),
         ip: ipSource?.get("ip") || null,
+        mac: nicMac(props, kind),
       };
     });
 
-  return { vmid, kind, file, name, nics, hookscript, diagnostics };
+  return { vmid, kind, file, name, nics, hookscript, agent, diagnostics };
 }

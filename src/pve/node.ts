@@ -50,7 +50,8 @@ export async function readConfig(configPath: string): Promise<ConfigResult> {
 /** The node's sources read once: the same reader the daemon keeps (cache.ts), fresh, so the
  *  CLI and the daemon turn the same files into the same NodeInput. The value is the caller's. */
 export async function loadNode(paths: NodePaths, opts: LoadOptions = {}): Promise<NodeInput> {
-  const source = createNodeSource(paths);
+  // A one-shot run may wait (bounded) for the guest agent; the daemon never does.
+  const source = createNodeSource(paths, { agentWaitMs: 2500 });
   await source.refresh({ all: true });
   return source.input(opts);
 }

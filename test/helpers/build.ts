@@ -4,6 +4,7 @@
 
 import { DEFAULTS } from "../../src/config/conf.js";
 import type {
+  AddressFacts,
   Config,
   FwFile,
   FwGroup,
@@ -15,6 +16,7 @@ import type {
   NodeInput,
   RunState,
 } from "../../src/model.js";
+import { emptyFacts } from "../../src/pve/learned.js";
 
 export function rule(text: string, file = "firewall/107.fw", line = 4): FwRule {
   let body = text.trim();
@@ -119,8 +121,9 @@ export function nic(
   ip: string | null,
   firewall = false,
   bridge = "vmbr1",
+  mac: string | null = null,
 ): GuestNic {
-  return { index, bridge, firewall, ip };
+  return { index, bridge, firewall, ip, mac };
 }
 
 export function conf(
@@ -137,6 +140,7 @@ export function conf(
     name,
     nics,
     hookscript: null,
+    agent: false,
     diagnostics: [],
   };
 }
@@ -155,6 +159,8 @@ export interface InputSpec {
   cluster?: FwSpec | null;
   host?: FwSpec | null;
   guests?: Record<number, GuestSpec>;
+  /** What the node learned about addresses (default: nothing). */
+  addresses?: Partial<AddressFacts>;
 }
 
 /** A node "pve1" with public address 203.0.113.10 unless told otherwise. */
@@ -176,6 +182,7 @@ export function input(spec: InputSpec = {}): NodeInput {
     cluster: spec.cluster ? fw("cluster", "firewall/cluster.fw", spec.cluster) : null,
     host: spec.host ? fw("host", "nodes/pve1/host.fw", spec.host) : null,
     guests,
+    addresses: { ...emptyFacts(), ...spec.addresses },
     diagnostics: [],
   };
 }

@@ -65,7 +65,11 @@ export function makePlan(guests: GuestSpec[], opts: { zoneFix?: boolean } = {}):
       direction: "in",
       proto: "tcp",
       public: { address: "203.0.113.10", ports: String(g.port) },
-      private: { address: guestAddress(g.vmid), ports: String(g.to ?? 22) },
+      private: {
+        address: guestAddress(g.vmid),
+        ports: String(g.to ?? 22),
+        addressSource: "config",
+      },
       source: null,
       destination: null,
       origin: `firewall/${g.vmid}.fw:4`,
@@ -98,6 +102,7 @@ export function makePlan(guests: GuestSpec[], opts: { zoneFix?: boolean } = {}):
       hairpin: false,
       hostAccess: true,
       zoneFix: opts.zoneFix ?? false,
+      zoneRule: true,
     },
   };
 }

@@ -14,6 +14,7 @@ import type {
   RunState,
 } from "../../src/model.js";
 import { parseGuestConf } from "../../src/pve/guestconf.js";
+import { emptyFacts } from "../../src/pve/learned.js";
 import { loadFw } from "../../src/pve/nodefiles.js";
 
 /** Mulberry32: a small seeded PRNG, so a failing seed can be replayed. */
@@ -290,7 +291,11 @@ export function inputBuilder(): (node: SimNode) => NodeInput {
       cluster,
       host,
       guests,
+      addresses: NO_ADDRESSES,
       diagnostics: [...extra],
     };
   };
 }
+
+/** The same (empty) facts every time: a fresh object would look like an SDN change. */
+const NO_ADDRESSES = emptyFacts();

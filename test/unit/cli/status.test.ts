@@ -43,9 +43,9 @@ describe("status", () => {
     });
     expect(text.split("\n")).toEqual([
       "node pve1",
-      "VMID  NAME      DIR  PROTO  PUBLIC             PRIVATE          SOURCE  STATE     ORIGIN             PKTS  BYTES",
-      "101   guest101  in   tcp    203.0.113.10:8101  10.10.10.101:22  any     active    firewall/101.fw:4  3     180",
-      "102   guest102  in   tcp    203.0.113.10:8102  10.10.10.102:22  any     inactive  firewall/102.fw:4  -     -",
+      "VMID  NAME      DIR  PROTO  PUBLIC             PRIVATE          ADDR-FROM  SOURCE  STATE     ORIGIN             PKTS  BYTES",
+      "101   guest101  in   tcp    203.0.113.10:8101  10.10.10.101:22  config     any     active    firewall/101.fw:4  3     180",
+      "102   guest102  in   tcp    203.0.113.10:8102  10.10.10.102:22  config     any     inactive  firewall/102.fw:4  -     -",
       "",
       "daemon: running (pid 42, nft), PAUSED after flush — run `pve-nat apply --all`, last sync 2026-11-25T12:00:00.000Z",
       "",

@@ -15,7 +15,7 @@ function fwd(over: Partial<Forward>): Forward {
     direction: "in",
     proto: "tcp",
     public: { address: "203.0.113.10", ports: "822" },
-    private: { address: "10.10.10.107", ports: "22" },
+    private: { address: "10.10.10.107", ports: "22", addressSource: "config" },
     source: null,
     destination: null,
     origin: "firewall/107.fw:4",
@@ -68,7 +68,7 @@ describe("conntrack deletions", () => {
         direction: "out",
         public: { address: null, ports: null },
         destination: "198.51.100.7",
-        private: { address: "10.10.10.107", ports: "443" },
+        private: { address: "10.10.10.107", ports: "443", addressSource: "config" },
       }),
       [
         [
@@ -90,13 +90,16 @@ describe("conntrack deletions", () => {
         proto: null,
         public: { address: null, ports: null },
         destination: "office",
-        private: { address: "10.10.10.107", ports: null },
+        private: { address: "10.10.10.107", ports: null, addressSource: "config" },
       }),
       [["--orig-src", "10.10.10.107"]],
     ],
     [
       "out, guest address not a single IPv4",
-      fwd({ direction: "out", private: { address: "10.10.10.0/24", ports: null } }),
+      fwd({
+        direction: "out",
+        private: { address: "10.10.10.0/24", ports: null, addressSource: "config" },
+      }),
       [],
     ],
   ] as const)("%s", (_what, f, expected) => {

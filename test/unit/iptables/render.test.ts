@@ -473,7 +473,13 @@ describe("whitelist property", () => {
             forwards: [],
             diagnostics: [],
             chains: [{ owner: 107, dnat, snat }],
-            entry: { externalInterface: "vmbr0", hairpin, hostAccess: true, zoneFix: true },
+            entry: {
+              externalInterface: "vmbr0",
+              hairpin,
+              hostAccess: true,
+              zoneFix: true,
+              zoneRule: true,
+            },
           };
           let payload: string;
           try {

@@ -450,13 +450,6 @@ describe("compile: the guest's address", () => {
   });
 
   it.each([
-    { name: "ip=dhcp", nics: [nic(0, "dhcp")], rule: rule(), hint: "net0 has ip=dhcp" },
-    {
-      name: "no address at all",
-      nics: [nic(0, null)],
-      rule: rule(),
-      hint: "no static IPv4 address",
-    },
     {
       name: "two NICs with addresses",
       nics: [nic(0, "10.10.10.5/24"), nic(1, "10.10.20.5/24")],
@@ -470,10 +463,10 @@ describe("compile: the guest's address", () => {
       hint: "no NIC net3",
     },
     {
-      name: "-i names a dhcp NIC",
-      nics: [nic(0, "10.10.10.5/24"), nic(1, "dhcp")],
+      name: "-i names a NIC with a typo in ip=",
+      nics: [nic(0, "10.10.10.5/24"), nic(1, "10.10.10.300/24")],
       rule: rule("-i net1"),
-      hint: "net1 of guest 107 has ip=dhcp",
+      hint: "net1 of guest 107 has ip=10.10.10.300/24",
     },
   ])("error: $name", (c) => {
     const plan = compile(input({ guests: { 107: { nics: c.nics, fw: { rules: [c.rule] } } } }));
@@ -483,12 +476,36 @@ describe("compile: the guest's address", () => {
     expect(diags(plan)).toEqual(["firewall/107.fw:4 error"]);
   });
 
-  it("OUT: the fix names -source", () => {
+  // Nothing static and nothing learned yet: pending (SPEC §8), with what was tried; not an error.
+  it.each([
+    { name: "ip=dhcp", nics: [nic(0, "dhcp")], rule: rule(), hint: "net0: ip=dhcp" },
+    { name: "no address at all", nics: [nic(0, null)], rule: rule(), hint: "no ip= in the config" },
+    {
+      name: "-i names a dhcp NIC",
+      nics: [nic(0, "10.10.10.5/24"), nic(1, "dhcp")],
+      rule: rule("-i net1"),
+      hint: "no address known yet for net1: ip=dhcp",
+    },
+  ])("pending: $name", (c) => {
+    const plan = compile(input({ guests: { 107: { nics: c.nics, fw: { rules: [c.rule] } } } }));
+    expect(forwards(plan)).toEqual(["in tcp 203.0.113.10:2222 -> -:2222 pending"]);
+    expect(plan.forwards[0]?.reason).toContain(c.hint);
+    expect(plan.diagnostics.map((d) => `${d.line} ${d.severity}`)).toEqual(["4 info"]);
+    expect(plan.chains).toEqual([]);
+  });
+
+  it("OUT: several addresses, the fix names -source", () => {
+    const nics = [nic(0, "10.10.10.5/24"), nic(1, "10.10.20.5/24")];
+    const plan = compile(input({ guests: { 107: { nics, fw: { rules: ["OUT ACCEPT # NAT"] } } } }));
+    expect(plan.forwards[0]?.state).toBe("error");
+    expect(plan.forwards[0]?.reason).toContain("-source");
+  });
+
+  it("OUT without a known address is pending", () => {
     const plan = compile(
       input({ guests: { 107: { nics: [nic(0, "dhcp")], fw: { rules: ["OUT ACCEPT # NAT"] } } } }),
     );
-    expect(plan.forwards[0]?.state).toBe("error");
-    expect(plan.forwards[0]?.reason).toContain("-source");
+    expect(plan.forwards[0]?.state).toBe("pending");
   });
 });
 
@@ -678,7 +695,12 @@ describe("compile: groups, cluster.fw and host.fw", () => {
     const plan = compile(
       input({
         cluster: { groups: { ssh: ["IN ACCEPT -p tcp -dport 22 # NAT:822"] }, firstLine: 20 },
-        guests: { 109: { nics: [nic(0, "dhcp")], fw: { rules: ["GROUP ssh"], firstLine: 6 } } },
+        guests: {
+          109: {
+            nics: [nic(0, "10.10.10.5/24"), nic(1, "10.10.20.5/24")],
+            fw: { rules: ["GROUP ssh"], firstLine: 6 },
+          },
+        },
       }),
     );
     expect(plan.forwards.map((f) => `${f.vmid} ${f.origin} ${f.state}`)).toEqual([

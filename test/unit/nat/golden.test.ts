@@ -2,6 +2,7 @@
 // test/fixtures/nodes/pve1/expected/. Run states and host ports are fixed here (they are I/O);
 // everything else comes from the files. UPDATE_GOLDEN=1 rewrites the golden files (review the
 // diff before committing).
+
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -13,6 +14,7 @@ import { compile } from "../../../src/nat/compile.js";
 import { planToJson } from "../../../src/nat/json.js";
 import { parseFwFile } from "../../../src/pve/fwfile.js";
 import { parseGuestConf } from "../../../src/pve/guestconf.js";
+import { emptyFacts } from "../../../src/pve/learned.js";
 import { checkRefs } from "../../../src/pve/refs.js";
 import { danglingTargets, offWhitelist } from "../../helpers/payload.js";
 
@@ -60,6 +62,7 @@ function load(): NodeInput {
     cluster,
     host,
     guests,
+    addresses: emptyFacts(),
     diagnostics: [],
   };
 }

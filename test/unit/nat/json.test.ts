@@ -38,7 +38,8 @@ describe("planToJson", () => {
       },
       "private": {
         "address": "10.10.10.0/24",
-        "ports": null
+        "ports": null,
+        "address_source": "rule"
       },
       "source": "10.10.10.0/24",
       "destination": null,
@@ -56,7 +57,8 @@ describe("planToJson", () => {
       },
       "private": {
         "address": "10.10.10.107",
-        "ports": "22"
+        "ports": "22",
+        "address_source": "rule"
       },
       "source": "198.51.100.7",
       "destination": "10.10.10.107",
@@ -74,7 +76,8 @@ describe("planToJson", () => {
       },
       "private": {
         "address": "10.10.10.107",
-        "ports": "22"
+        "ports": "22",
+        "address_source": "config"
       },
       "source": null,
       "destination": null,

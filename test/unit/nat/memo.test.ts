@@ -39,7 +39,7 @@ describe("compile with a memo", () => {
       const node = randomNode(r, 10);
       for (const f of compile(inputBuilder()(node)).forwards) states.add(f.state);
     }
-    expect([...states].sort()).toEqual(["active", "conflict", "error", "inactive"]);
+    expect([...states].sort()).toEqual(["active", "conflict", "error", "inactive", "pending"]);
   });
 
   it("keeps untouched owners' chains and forwards as the same objects", () => {

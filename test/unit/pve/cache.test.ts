@@ -217,6 +217,7 @@ describe("cached node source", () => {
     await b.refresh({ all: true });
     expect(a.fingerprint()).toEqual(b.fingerprint());
     expect([...a.fingerprint().keys()].sort()).toEqual([
+      "addresses",
       "config",
       "firewall/105.fw",
       "firewall/cluster.fw",

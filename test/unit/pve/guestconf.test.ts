@@ -10,6 +10,7 @@ const nic = (index: number, over: Partial<GuestNic> = {}): GuestNic => ({
   bridge: null,
   firewall: false,
   ip: null,
+  mac: null,
   ...over,
 });
 
@@ -50,11 +51,17 @@ describe("parseGuestConf qemu", () => {
       file: QEMU_FILE,
       name: "web",
       nics: [
-        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.107/24" }),
-        nic(1, { bridge: "vmbr2", ip: "dhcp" }),
-        nic(2, { bridge: "vmbr1" }),
+        nic(0, {
+          bridge: "vmbr1",
+          firewall: true,
+          ip: "10.10.10.107/24",
+          mac: "bc:24:11:2a:3b:4c",
+        }),
+        nic(1, { bridge: "vmbr2", ip: "dhcp", mac: "bc:24:11:2a:3b:4d" }),
+        nic(2, { bridge: "vmbr1", mac: "bc:24:11:2a:3b:4e" }),
       ],
       hookscript: "local:snippets/pve-nat-hook",
+      agent: true,
       diagnostics: [],
     });
   });
@@ -64,7 +71,7 @@ describe("parseGuestConf qemu", () => {
     [
       "NIC without cloud-init",
       "name: a\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1\n",
-      { name: "a", nics: [nic(0, { bridge: "vmbr0", firewall: true })] },
+      { name: "a", nics: [nic(0, { bridge: "vmbr0", firewall: true, mac: "bc:24:11:00:00:01" })] },
     ],
     [
       "model without MAC, link down, rate",
@@ -74,12 +81,12 @@ describe("parseGuestConf qemu", () => {
     [
       "ipconfig without a NIC is ignored",
       "ipconfig3: ip=10.10.10.3/24\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr0\n",
-      { nics: [nic(0, { bridge: "vmbr0" })] },
+      { nics: [nic(0, { bridge: "vmbr0", mac: "bc:24:11:00:00:01" })] },
     ],
     [
       "ipconfig with only IPv6",
       "ipconfig0: ip6=2001:db8::5/64,gw6=2001:db8::1\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr0\n",
-      { nics: [nic(0, { bridge: "vmbr0" })] },
+      { nics: [nic(0, { bridge: "vmbr0", mac: "bc:24:11:00:00:01" })] },
     ],
     [
       "NICs sorted by index, gaps kept",
@@ -105,6 +112,7 @@ describe("parseGuestConf qemu", () => {
       name: null,
       nics: [],
       hookscript: null,
+      agent: false,
       diagnostics: [],
       ...expected,
     });
@@ -160,6 +168,33 @@ net0: name=eth0,bridge=vmbr0,ip=10.10.10.55/24,type=veth
 snapstate: prepare
 `;
 
+describe("parseGuestConf: NIC MACs and the guest agent", () => {
+  it.each([
+    ["agent: 1", true],
+    ["agent: 0", false],
+    ["agent: enabled=1,fstrim_cloned_disks=1", true],
+    ["agent: 1,type=virtio", true],
+    ["agent: enabled=0", false],
+    ["", false],
+  ])("%s → agent %s", (line, agent) => {
+    expect(
+      parseGuestConf(`${line}\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr1\n`, 1, "qemu", QEMU_FILE)
+        .agent,
+    ).toBe(agent);
+  });
+
+  it.each([
+    ["net0: virtio=BC:24:11:AA:BB:CC,bridge=vmbr1", "qemu", "bc:24:11:aa:bb:cc"],
+    ["net0: e1000=bc:24:11:aa:bb:cd,bridge=vmbr1", "qemu", "bc:24:11:aa:bb:cd"],
+    ["net0: virtio,bridge=vmbr1,macaddr=BC:24:11:AA:BB:CE", "qemu", "bc:24:11:aa:bb:ce"],
+    ["net0: virtio,bridge=vmbr1", "qemu", null],
+    ["net0: name=eth0,bridge=vmbr1,hwaddr=BC:24:11:AA:BB:CF,ip=dhcp", "lxc", "bc:24:11:aa:bb:cf"],
+    ["net0: name=eth0,bridge=vmbr1,ip=dhcp", "lxc", null],
+  ] as const)("%s → %s", (line, kind, mac) => {
+    expect(parseGuestConf(`${line}\n`, 1, kind, QEMU_FILE).nics[0]?.mac).toBe(mac);
+  });
+});
+
 describe("parseGuestConf lxc", () => {
   it("reads hostname, NICs with ip= (dhcp, manual, none) and the hookscript", () => {
     expect(parseGuestConf(LXC, 105, "lxc", LXC_FILE)).toEqual<GuestConf>({
@@ -168,12 +203,13 @@ describe("parseGuestConf lxc", () => {
       file: LXC_FILE,
       name: "db",
       nics: [
-        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.5/24" }),
-        nic(1, { bridge: "vmbr2", ip: "dhcp" }),
-        nic(2, { bridge: "vmbr3", ip: "manual" }),
-        nic(3, { bridge: "vmbr4" }),
+        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.5/24", mac: "bc:24:11:5e:6f:70" }),
+        nic(1, { bridge: "vmbr2", ip: "dhcp", mac: "bc:24:11:5e:6f:71" }),
+        nic(2, { bridge: "vmbr3", ip: "manual", mac: "bc:24:11:5e:6f:72" }),
+        nic(3, { bridge: "vmbr4", mac: "bc:24:11:5e:6f:73" }),
       ],
       hookscript: "local:snippets/pve-nat-hook",
+      agent: false,
       diagnostics: [],
     });
   });
