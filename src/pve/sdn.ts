@@ -102,5 +102,6 @@ export function parseSdn(texts: SdnTexts): { sdn: SdnConfig; diagnostics: Diagno
     };
     sdn.subnets.push(subnet);
   }
+  diagnostics.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
   return { sdn, diagnostics };
 }
