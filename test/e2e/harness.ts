@@ -66,6 +66,9 @@ export interface GuestSpec {
   writeConf?: boolean;
   /** Create the host-side NIC devices now (default true); else call plug() at "start". */
   plug?: boolean;
+  /** No static address: the guest's eth0 stays unaddressed (a DHCP client configures it), and
+   *  its Proxmox config has `ip=dhcp`. */
+  dhcp?: boolean;
 }
 
 export interface Guest {
@@ -80,6 +83,8 @@ export interface Guest {
   /** fwbr<vmid>i0 for firewall=1, else null. */
   fwbr: string | null;
   mac: string;
+  /** The guest gets its address from DHCP (ip is then only the config's placeholder). */
+  dhcp: boolean;
 }
 
 export interface SimNodeOptions {
@@ -310,8 +315,9 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       await ip(ns.node, "link", "set", g.hostIf, "master", "vmbr1");
     }
     await ip(ns.node, "link", "set", g.hostIf, "up", "promisc", "on");
-    await ip(g.ns, "addr", "add", `${g.ip}/24`, "dev", "eth0");
     await ip(g.ns, "link", "set", "eth0", "up");
+    if (g.dhcp) return;
+    await ip(g.ns, "addr", "add", `${g.ip}/24`, "dev", "eth0");
     await ip(g.ns, "route", "add", "default", "via", ADDR.gateway);
   };
 
@@ -342,11 +348,15 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       hostIf,
       fwbr,
       mac: guestMac(vmid),
+      dhcp: spec.dhcp === true,
     };
     await addNs(g.ns);
     guests.set(vmid, g);
     if (spec.plug !== false) await plug(vmid);
-    if (spec.writeConf !== false) await writeGuest(root, { vmid, kind, conf: guestConf(g) });
+    if (spec.writeConf !== false) {
+      const conf = guestConf(g.dhcp ? { ...g, ip: "dhcp" } : g);
+      await writeGuest(root, { vmid, kind, conf });
+    }
     return g;
   };
 

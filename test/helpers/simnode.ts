@@ -128,7 +128,7 @@ export function guestMac(vmid: number): string {
 export interface GuestNet {
   vmid: number;
   kind: GuestKind;
-  /** Address without prefix; the config says /24. */
+  /** Address without prefix; the config says /24. "dhcp": ip=dhcp, no gateway. */
   ip: string;
   /** firewall=1 on net0. */
   firewall?: boolean;
@@ -139,6 +139,7 @@ export interface GuestNet {
 /** A guest's Proxmox config as `qm create` / `pct create` would write it: one NIC on vmbr1. */
 export function guestConf(g: GuestNet): string {
   const fw = g.firewall ? ",firewall=1" : "";
+  const dhcp = g.ip === "dhcp";
   const mac = (g.mac ?? guestMac(g.vmid)).toUpperCase();
   return g.kind === "qemu"
     ? [
@@ -147,7 +148,7 @@ export function guestConf(g: GuestNet): string {
         `memory: 512`,
         `name: vm${g.vmid}`,
         `net0: virtio=${mac},bridge=vmbr1${fw}`,
-        `ipconfig0: ip=${g.ip}/24,gw=${GATEWAY}`,
+        dhcp ? "ipconfig0: ip=dhcp" : `ipconfig0: ip=${g.ip}/24,gw=${GATEWAY}`,
         `ostype: l26`,
         ``,
       ].join("\n")
@@ -155,7 +156,9 @@ export function guestConf(g: GuestNet): string {
         `arch: amd64`,
         `hostname: ct${g.vmid}`,
         `memory: 512`,
-        `net0: name=eth0,bridge=vmbr1${fw},gw=${GATEWAY},hwaddr=${mac},ip=${g.ip}/24,type=veth`,
+        dhcp
+          ? `net0: name=eth0,bridge=vmbr1${fw},hwaddr=${mac},ip=dhcp,type=veth`
+          : `net0: name=eth0,bridge=vmbr1${fw},gw=${GATEWAY},hwaddr=${mac},ip=${g.ip}/24,type=veth`,
         `ostype: debian`,
         `rootfs: local-lvm:vm-${g.vmid}-disk-0,size=8G`,
         ``,
