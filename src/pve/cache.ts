@@ -107,6 +107,14 @@ export const ADDRESS_PATHS = {
 
 const LEASE_FILE = /^dnsmasq\.([A-Za-z0-9_.-]+)\.leases$/;
 
+/** `ip -4 neigh` text reduced to its usable entries, state-free and sorted. */
+export function canonicalNeighbours(text: string): string {
+  const lines: string[] = [];
+  for (const [mac, list] of Object.entries(parseNeighbours(text)))
+    for (const n of list) lines.push(`${n.ip} dev ${n.dev} lladdr ${mac} REACHABLE`);
+  return lines.sort().join("\n");
+}
+
 async function ipNeighbours(): Promise<string | null> {
   const r = await run("ip", ["-4", "neigh", "show"], { timeoutMs: 2000 });
   return r.code === 0 ? r.stdout : null;
@@ -439,7 +447,10 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   /** After listZones() + touchAddressFiles(): the neighbour table and the agent, when needed. */
   async function refreshAddresses(node: string): Promise<void> {
     const needs = addressNeeds(node, addressFacts());
-    const text = needs.neigh ? await readNeighbours().catch(() => null) : null;
+    const raw = needs.neigh ? await readNeighbours().catch(() => null) : null;
+    // Entries flip between REACHABLE and STALE all the time: only which MAC has which address
+    // on which device counts, so a state change alone is no change (no rebuild per flip).
+    const text = raw === null ? null : canonicalNeighbours(raw);
     if (text !== neighText) {
       neighText = text;
       changes++;

@@ -177,6 +177,8 @@ describe("events", () => {
       ms: 1,
       message: "tcp/822 taken by vm107",
     },
+    { ...event, address: { from: "10.10.10.150", to: "10.10.10.60" } },
+    { ...event, address: { from: null, to: "10.10.10.60" } },
   ])("round-trips %j with v on the wire", (e) => {
     const text = serialize(e);
     expect(JSON.parse(text).v).toBe(1);
@@ -185,6 +187,9 @@ describe("events", () => {
 
   it.each<[string, Record<string, unknown>, RegExp]>([
     ["unknown type", { type: "started" }, /type/],
+    ["address not an object", { address: "10.10.10.5" }, /address/],
+    ["address with a bad IPv4", { address: { from: "x", to: null } }, /address/],
+    ["address with an extra key", { address: { from: null, to: null, via: 1 } }, /address/],
     ["bad ts", { ts: "yesterday" }, /ts/],
     ["rules negative", { rules: -1 }, /rules/],
     ["rules fraction", { rules: 1.5 }, /rules/],

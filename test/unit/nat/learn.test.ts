@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { goneForwards } from "../../../src/daemon/applier.js";
 import { addressChange } from "../../../src/daemon/report.js";
 import { renderRestore } from "../../../src/iptables/render.js";
 import { emptyLive } from "../../../src/iptables/save.js";
@@ -385,5 +386,18 @@ describe("applied event: old → new address", () => {
     });
     expect(addressChange(at("10.10.10.50"), at("10.10.10.50"), 107)).toBeUndefined();
     expect(addressChange(null, at("10.10.10.50"), 107)).toBeUndefined();
+  });
+});
+
+describe("conntrack on an address change", () => {
+  it("the old address's forwards are gone: their entries are deleted", () => {
+    const at = (ip: string) =>
+      compile(planWith({ leases: { [MAC]: [{ ip, zone: "z", expiry: 0 }] } }));
+    const dels = goneForwards(at("10.10.10.50"), at("10.10.10.51"), new Set([107]));
+    expect(dels).toEqual([
+      ["-p", "tcp", "--orig-dst", "203.0.113.10", "--orig-port-dst", "2222"],
+      ["--orig-src", "10.10.10.50"],
+    ]);
+    expect(goneForwards(at("10.10.10.50"), at("10.10.10.50"), new Set([107]))).toEqual([]);
   });
 });

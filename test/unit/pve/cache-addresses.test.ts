@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compile } from "../../../src/nat/compile.js";
 import { rooted } from "../../../src/paths.js";
-import { createNodeSource } from "../../../src/pve/cache.js";
+import { canonicalNeighbours, createNodeSource } from "../../../src/pve/cache.js";
 import { writeNode } from "../../helpers/simnode.js";
 
 const roots: string[] = [];
@@ -156,5 +156,16 @@ describe("learned-address sources under --root", () => {
     const s = sourceFor(root, neigh);
     await s.refresh({ all: true });
     expect(neigh.calls).toBe(0);
+  });
+});
+
+describe("canonicalNeighbours", () => {
+  it("a state flip is no change; a new address is", () => {
+    const a = canonicalNeighbours(`10.10.10.70 dev vmbr1 lladdr ${MAC} REACHABLE\n`);
+    expect(canonicalNeighbours(`10.10.10.70 dev vmbr1 lladdr ${MAC.toLowerCase()} STALE\n`)).toBe(
+      a,
+    );
+    expect(canonicalNeighbours(`10.10.10.71 dev vmbr1 lladdr ${MAC} STALE\n`)).not.toBe(a);
+    expect(canonicalNeighbours("10.10.10.72 dev vmbr1 FAILED\n")).toBe("");
   });
 });
