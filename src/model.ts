@@ -160,6 +160,8 @@ export interface Config {
   socket: string;
   eventsSocket: string;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+  /** node_exporter textfile the daemon writes its metrics to; null = `none` (disabled). */
+  metricsTextfile: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
