@@ -123,6 +123,9 @@ export interface GuestNic {
   /** The NIC's configured IPv4 as written: "10.10.10.5/24", "dhcp", "manual", or null (none).
    *  LXC: `ip=` of netN; qemu: `ip=` of cloud-init ipconfigN. */
   ip: string | null;
+  /** The NIC's configured IPv4 default gateway (`gw=` of netN / ipconfigN), or null. Optional
+   *  for hand-built NICs; the parser always sets it. */
+  gw?: string | null;
 }
 
 export interface GuestConf {

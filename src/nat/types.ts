@@ -43,6 +43,8 @@ export interface Candidate {
 
 export interface RuleContext {
   owner: Owner;
+  /** `firewall`: the datacenter and the guest firewall are on (guestFirewallOn); whether a
+   *  NIC filters also needs its firewall=1. */
   guest: { conf: GuestConf; firewall: boolean; state: RunState } | null;
   scope: AddrScope;
   /** -i of the GROUP line that brought this rule in, used when the rule has none. */

@@ -74,6 +74,7 @@ export function parseGuestConf(
         bridge: props.get("bridge") || null,
         firewall: truthy(props.get("firewall")),
         ip: ipSource?.get("ip") || null,
+        gw: ipSource?.get("gw") || null,
       };
     });
 

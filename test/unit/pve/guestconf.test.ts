@@ -10,6 +10,7 @@ const nic = (index: number, over: Partial<GuestNic> = {}): GuestNic => ({
   bridge: null,
   firewall: false,
   ip: null,
+  gw: null,
   ...over,
 });
 
@@ -50,7 +51,7 @@ describe("parseGuestConf qemu", () => {
       file: QEMU_FILE,
       name: "web",
       nics: [
-        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.107/24" }),
+        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.107/24", gw: "10.10.10.1" }),
         nic(1, { bridge: "vmbr2", ip: "dhcp" }),
         nic(2, { bridge: "vmbr1" }),
       ],
@@ -168,7 +169,7 @@ describe("parseGuestConf lxc", () => {
       file: LXC_FILE,
       name: "db",
       nics: [
-        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.5/24" }),
+        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.5/24", gw: "10.10.10.1" }),
         nic(1, { bridge: "vmbr2", ip: "dhcp" }),
         nic(2, { bridge: "vmbr3", ip: "manual" }),
         nic(3, { bridge: "vmbr4" }),
