@@ -125,6 +125,9 @@ export interface GuestNic {
   ip: string | null;
   /** The NIC's MAC, lower case (`virtio=MAC` / `e1000=MAC` on qemu, `hwaddr=` on LXC), or null. */
   mac: string | null;
+  /** The NIC's configured IPv4 default gateway (`gw=` of netN / ipconfigN), or null. Optional
+   *  for hand-built NICs; the parser always sets it. */
+  gw?: string | null;
 }
 
 export interface GuestConf {
@@ -164,6 +167,8 @@ export interface Config {
   socket: string;
   eventsSocket: string;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+  /** node_exporter textfile the daemon writes its metrics to; null = `none` (disabled). */
+  metricsTextfile: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ export type Request =
   | { v: 1; type: "apply"; vmid: number | null } // null = --all
   | { v: 1; type: "flush" }
   | { v: 1; type: "status" }
+  | { v: 1; type: "metrics" }
   | { v: 1; type: "ping" };
 
 export type Reply =
@@ -153,6 +154,7 @@ function validateRequest(obj: Obj): Request | Invalid {
     }
     case "flush":
     case "status":
+    case "metrics":
     case "ping": {
       const bad = keys(obj, what, ["v", "type"]);
       if (bad) return bad;

@@ -6,6 +6,7 @@ import { register as check } from "./check.js";
 import { register as daemon } from "./daemon.js";
 import { register as events } from "./events.js";
 import { register as hook } from "./hook.js";
+import { register as metrics } from "./metrics.js";
 import { register as notify } from "./notify.js";
 import { register as plan } from "./plan.js";
 import { register as status } from "./status.js";
@@ -21,5 +22,6 @@ export const commands: Array<(program: Command) => void> = [
   daemon,
   status,
   apply,
+  metrics,
   selfTest,
 ];

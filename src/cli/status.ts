@@ -4,37 +4,15 @@ import type { Command } from "commander";
 import { request } from "../bus/client.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FAILURE } from "../errors.js";
-import { ownerChain } from "../iptables/chains.js";
-import { ruleLine } from "../iptables/render.js";
+import { type Counters, readForwardCounters } from "../iptables/counters.js";
 import { createRunner } from "../iptables/runner.js";
-import { type LiveState, parseSave } from "../iptables/save.js";
 import type { Config, Diagnostic, NatPlan } from "../model.js";
 import { compile } from "../nat/compile.js";
 import { planToJson } from "../nat/json.js";
 import { loadNode, readConfig } from "../pve/node.js";
 import { diagnosticLine, FORWARD_HEADERS, forwardRow, sortDiagnostics, table } from "./format.js";
 
-export type Counters = { packets: number; bytes: number };
-
-/** Per forward: the sum of its live rules' counters; null when none of its rules is live. */
-export function forwardCounters(plan: NatPlan, live: LiveState): Array<Counters | null> {
-  const out: Array<Counters | null> = plan.forwards.map(() => null);
-  for (const oc of plan.chains) {
-    for (const [kind, rules] of [
-      ["DNAT", oc.dnat],
-      ["SNAT", oc.snat],
-    ] as const) {
-      const chain = ownerChain(oc.owner, kind);
-      for (const rule of rules) {
-        const c = live.counters.get(`${chain} ${ruleLine(chain, rule)}`);
-        if (!c) continue;
-        const prev = out[rule.forward] ?? { packets: 0, bytes: 0 };
-        out[rule.forward] = { packets: prev.packets + c.packets, bytes: prev.bytes + c.bytes };
-      }
-    }
-  }
-  return out;
-}
+export { type Counters, forwardCounters } from "../iptables/counters.js";
 
 /** What `status` shows of the daemon: its own answer, or why there is none. */
 export type DaemonView =
@@ -139,9 +117,7 @@ export async function runStatus(opts: GlobalOptions): Promise<number> {
     : await planFromFiles(ctx, conf.config, daemon, conf.unknownKeys);
   let counters: Array<Counters | null> = plan.forwards.map(() => null);
   try {
-    const runner = await createRunner(conf.config.iptables);
-    const [nat, raw] = await Promise.all([runner.save("nat", true), runner.save("raw", true)]);
-    counters = forwardCounters(plan, parseSave(nat, raw));
+    counters = await readForwardCounters(await createRunner(conf.config.iptables), plan);
   } catch (err) {
     plan.diagnostics.push({
       file: ctx.configPath,

@@ -8,6 +8,10 @@
 import type { Config, Diagnostic } from "../model.js";
 import { IFACE_NAME, IPV4, NODE_NAME } from "../names.js";
 
+/** Debian's prometheus-node-exporter reads *.prom files of this directory (its default
+ *  --collector.textfile.directory). The daemon writes only when the directory exists. */
+export const DEFAULT_METRICS_TEXTFILE = "/var/lib/prometheus/node-exporter/pve-nat.prom";
+
 export const DEFAULTS: Config = Object.freeze({
   externalInterface: "vmbr0",
   publicAddress: "auto",
@@ -25,6 +29,7 @@ export const DEFAULTS: Config = Object.freeze({
   socket: "/run/pve-nat/bus.sock",
   eventsSocket: "/run/pve-nat/events.sock",
   logLevel: "info",
+  metricsTextfile: DEFAULT_METRICS_TEXTFILE,
 }) as Config;
 
 type Parsed = { value: unknown } | { error: string };
@@ -107,6 +112,15 @@ const KEYS: Record<string, { field: keyof Config; parse: (v: string) => Parsed }
   log_level: {
     field: "logLevel",
     parse: oneOf("fatal", "error", "warn", "info", "debug", "trace"),
+  },
+  metrics_textfile: {
+    field: "metricsTextfile",
+    parse: (v) =>
+      v === "none"
+        ? { value: null }
+        : "error" in absolutePath(v)
+          ? { error: "expected none or an absolute file path without spaces" }
+          : { value: v },
   },
 };
 

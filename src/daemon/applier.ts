@@ -32,6 +32,8 @@ export interface ApplierDeps {
   /** Deletes the conntrack entries of forwards that went away; must not throw. */
   conntrack?(deletes: ConntrackDelete[]): Promise<void>;
   retry?: { baseMs: number; maxMs: number };
+  /** Told about every cycle (metrics): its duration in seconds and whether it succeeded. */
+  onCycle?(seconds: number, ok: boolean): void;
   /** Whether the first cycle is a full sync (the daemon's start) or reads the live state and
    *  writes only what was asked plus what differs (a one-off `apply <vmid>`). Default true. */
   startFull?: boolean;
@@ -105,12 +107,15 @@ export function createApplier(deps: ApplierDeps): Applier {
 
   const queue = createQueue({
     async cycle(batch) {
+      const t0 = clock.now();
       try {
         const r = await cycle(batch);
         succeeded(r);
+        deps.onCycle?.((clock.now() - t0) / 1000, true);
         return r;
       } catch (err) {
         failed(err);
+        deps.onCycle?.((clock.now() - t0) / 1000, false);
         throw err;
       }
     },

@@ -16,13 +16,17 @@ export function createDriftCheck(deps: {
   clock: Clock;
   intervalMs: number;
   log: Logger;
+  /** Told about each repair (metrics). */
+  onRepair?(): void;
 }): DriftCheck {
   async function check(): Promise<void> {
     if (deps.applier.state().paused) return;
     try {
       const r = await deps.applier.apply({ drift: true });
-      if (r.restored)
+      if (r.restored) {
+        deps.onRepair?.();
         deps.log.info({ owners: r.rendered.length, entry: r.entry, ms: r.ms }, "drift repaired");
+      }
     } catch (err) {
       deps.log.warn(
         { err: err instanceof Error ? err.message : String(err) },

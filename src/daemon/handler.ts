@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Reply, Request } from "../bus/protocol.js";
+import type { DaemonMetrics } from "../metrics/registry.js";
 import type { Applier, ApplyResult } from "./applier.js";
 import { ackMessage, type Lifecycle } from "./lifecycle.js";
 
@@ -27,6 +28,8 @@ export interface HandlerDeps {
   afterFlush?(): Promise<void>;
   /** After a full sync on request (reload, apply --all): redo the per-device ARP setting. */
   afterSync?(r: ApplyResult): Promise<void>;
+  /** Counts requests and hook waits; answers `metrics`. */
+  metrics?: DaemonMetrics;
 }
 
 function ok(message: string, result?: unknown): Reply {
@@ -73,11 +76,15 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Repl
     return ok(ackMessage(vmid, r, !up));
   }
 
-  return async (req) => {
+  async function handle(req: Request): Promise<Reply> {
     try {
       switch (req.type) {
         case "ping":
           return ok("pong");
+        case "metrics":
+          return deps.metrics
+            ? ok("metrics", deps.metrics.snapshot())
+            : fail("this daemon keeps no metrics");
         case "status":
           // The plan last made live: `status` shows what is applied, not what the files say
           // the next poll will apply.
@@ -122,5 +129,16 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Repl
       );
       return fail(err);
     }
+  }
+
+  return async (req) => {
+    const m = deps.metrics;
+    if (!m) return handle(req);
+    m.busRequest(req.type);
+    if (req.type !== "hook") return handle(req);
+    const t0 = performance.now();
+    const reply = await handle(req);
+    m.hookWaited(req.phase, (performance.now() - t0) / 1000);
+    return reply;
   };
 }

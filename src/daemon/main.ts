@@ -5,6 +5,7 @@ import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { createRunner } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
+import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config } from "../model.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
@@ -15,6 +16,7 @@ import { conntrackCleaner } from "./conntrack.js";
 import { createDriftCheck } from "./drift.js";
 import { createHandler } from "./handler.js";
 import { createLifecycle } from "./lifecycle.js";
+import { createMetricsWriter, type MetricsWriter } from "./metrics.js";
 import { planLoader } from "./plan.js";
 import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
 import { createWatcher } from "./watcher.js";
@@ -88,6 +90,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
 
   const paths = { path: ctx.path, configPath: ctx.configPath, node: ctx.node };
   const clock = realClock;
+  const metrics = createDaemonMetrics(() => clock.wall().getTime() / 1000);
+  let writer: MetricsWriter | null = null;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
@@ -101,6 +105,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
     log,
     clock,
     conntrack: conntrackCleaner(log),
+    onCycle: (seconds, ok) => {
+      metrics.applied(seconds, ok);
+      writer?.kick();
+    },
   });
   const lifecycle = createLifecycle({
     applier,
@@ -130,7 +138,25 @@ export async function runDaemon(ctx: Context): Promise<void> {
     intervalMs: config.pollIntervalMs,
     log,
   });
-  const drift = createDriftCheck({ applier, clock, intervalMs: config.driftIntervalMs, log });
+  const drift = createDriftCheck({
+    applier,
+    clock,
+    intervalMs: config.driftIntervalMs,
+    log,
+    onRepair: () => metrics.driftRepaired(),
+  });
+  if (config.metricsTextfile !== null) {
+    writer = createMetricsWriter({
+      file: ctx.path(config.metricsTextfile),
+      applier,
+      runner,
+      metrics,
+      clock,
+      // Each drift interval, at most 15 s apart (metrics.ts).
+      intervalMs: config.driftIntervalMs,
+      log,
+    });
+  }
 
   // Baseline before the initial sync: a change in between is seen by the first poll.
   await watcher.prime();
@@ -142,6 +168,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
         applier,
         lifecycle,
         log,
+        metrics,
         afterSync: () => arpAll(applier, log),
         afterFlush: async () => {
           await setArpIgnore(await fwbrDevices(realProcFs), 0, realProcFs, log);
@@ -173,12 +200,15 @@ export async function runDaemon(ctx: Context): Promise<void> {
   await arpAll(applier, log).catch(() => {});
   watcher.start();
   drift.start();
+  writer?.start();
+  await writer?.write();
   log.info({ pid: process.pid, backend: runner.backend, socket: ctx.path(config.socket) }, "ready");
 
   const sig = await stopped;
   log.info({ signal: sig }, "stopping; iptables rules stay in place");
   watcher.stop();
   drift.stop();
+  writer?.stop();
   lifecycle.stop();
   await applier.stop();
   await bus.close();

@@ -82,6 +82,13 @@ export function firewallEnabled(fw: FwFile | null): boolean {
   return fw?.options.enable === "1";
 }
 
+/** Whether pve-firewall filters a guest's traffic at all (SPEC §8): the datacenter firewall is
+ *  on (pve-firewall removes all its rules otherwise) and the guest's .fw has `enable: 1`. The
+ *  NIC must also have firewall=1 (firewallFiltersNic). */
+export function guestFirewallOn(cluster: FwFile | null, guest: FwFile | null): boolean {
+  return firewallEnabled(cluster) && firewallEnabled(guest);
+}
+
 export function uniqueDiagnostics(list: Diagnostic[]): Diagnostic[] {
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
@@ -142,7 +149,12 @@ export function expandGuest(
     const ctx: RuleContext = {
       ...base,
       owner: vmid,
-      guest: { conf: g.conf, firewall: firewallEnabled(g.fw), state: g.state, addresses },
+      guest: {
+        conf: g.conf,
+        firewall: guestFirewallOn(input.cluster, g.fw),
+        state: g.state,
+        addresses,
+      },
       // Security group rules are compiled in the cluster's scope, as pve-firewall does.
       scope: { guest: group ? null : g.fw, cluster: input.cluster },
       groupIface: group?.iface ?? null,

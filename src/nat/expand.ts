@@ -2,6 +2,7 @@ import type { Diagnostic, FwRule, Proto } from "../model.js";
 import { findMacro, type MacroEntry, macroFamily } from "../pve/macros.js";
 import { buildDnat } from "./inbound.js";
 import { buildSnat } from "./outbound.js";
+import { ruleNics } from "./resolve.js";
 import { type NatComment, parseNatComment } from "./trigger.js";
 import { type Candidate, type Effective, isErr, isPending, type RuleContext } from "./types.js";
 
@@ -187,6 +188,8 @@ export function expandRule(rule: FwRule, ctx: RuleContext, diags: Diagnostic[]):
     nat.form === "compatible" &&
     rule.sport !== null &&
     ctx.guest?.firewall &&
+    // Only where the filter really applies (SPEC §8): a firewall=1 NIC the rule covers.
+    ruleNics(ctx.guest.conf.nics, rule.iface ?? ctx.groupIface).some((n) => n.firewall) &&
     out.some((c) => c.forward.state !== "error")
   ) {
     note(

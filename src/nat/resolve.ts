@@ -138,6 +138,11 @@ export function skippedMessage(option: "-source" | "-dest", s: SkippedV6): strin
 // ---------------------------------------------------------------------------------------------
 // The guest's configured address
 
+/** The NICs a rule's filter applies to: its -i (or its GROUP line's), else every NIC. */
+export function ruleNics(nics: readonly GuestNic[], iface: string | null): GuestNic[] {
+  return iface === null ? [...nics] : nics.filter((n) => `net${n.index}` === iface);
+}
+
 export interface GuestAddress {
   address: string;
   /** "10.10.10.0/24" when the config gives a prefix. */

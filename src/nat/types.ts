@@ -47,6 +47,8 @@ export interface RuleContext {
   owner: Owner;
   guest: {
     conf: GuestConf;
+    /** The datacenter and the guest firewall are on (guestFirewallOn); whether a NIC filters
+     *  also needs its firewall=1. */
     firewall: boolean;
     state: RunState;
     /** nat/learn.ts's address per NIC (parallel to conf.nics). */

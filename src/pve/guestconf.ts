@@ -96,6 +96,7 @@ export function parseGuestConf(
         firewall: truthy(props.get("firewall")),
         ip: ipSource?.get("ip") || null,
         mac: nicMac(props, kind),
+        gw: ipSource?.get("gw") || null,
       };
     });
 

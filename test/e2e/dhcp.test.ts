@@ -276,7 +276,9 @@ describe("forwards from the PVE IPAM state alone (no DHCP server)", () => {
       `active ${FIRST}`,
       `active ${FIRST}`,
     ]);
-    expect((st.forwards[0]?.private as Record<string, unknown>).address_source).toBe("ipam");
+    expect((st.forwards[0]?.private as Record<string, unknown> | undefined)?.address_source).toBe(
+      "ipam",
+    );
     expect(await reached(s)).toBe(FIRST);
 
     // The IPAM moves the guest: it renumbers, the forward follows within 2 s.

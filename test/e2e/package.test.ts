@@ -341,6 +341,7 @@ describe("the .deb: install, use, purge (in a test namespace)", () => {
         "/etc/pve-nat",
         "/var/lib/pve-nat",
         "/run/pve-nat",
+        "/var/lib/prometheus/node-exporter/pve-nat.prom",
         "/var/lib/vz/snippets/pve-nat-hook",
         "/etc/systemd/system/multi-user.target.wants/pve-nat.service",
         "/etc/systemd/system/pve-nat.service",

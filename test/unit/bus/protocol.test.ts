@@ -25,6 +25,7 @@ const valid: Request[] = [
   { v: 1, type: "apply", vmid: null },
   { v: 1, type: "flush" },
   { v: 1, type: "status" },
+  { v: 1, type: "metrics" },
   { v: 1, type: "ping" },
 ];
 

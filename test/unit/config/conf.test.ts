@@ -35,6 +35,7 @@ describe("parseConfig", () => {
       socket: "/run/pve-nat/bus.sock",
       eventsSocket: "/run/pve-nat/events.sock",
       logLevel: "info",
+      metricsTextfile: "/var/lib/prometheus/node-exporter/pve-nat.prom",
     });
   });
 
@@ -57,6 +58,7 @@ describe("parseConfig", () => {
         "socket",
         "events_socket",
         "log_level",
+        "metrics_textfile",
       ].sort(),
     );
   });
@@ -97,6 +99,8 @@ describe("parseConfig", () => {
     ["log_level = trace", { logLevel: "trace" }],
     ["  \tlog_level\t=\twarn  ", { logLevel: "warn" }],
     ["log_level = error\r", { logLevel: "error" }],
+    ["metrics_textfile = none", { metricsTextfile: null }],
+    ["metrics_textfile = /srv/prom/nat.prom", { metricsTextfile: "/srv/prom/nat.prom" }],
   ])("%j", (line, expected) => {
     expect(ok(`${line}\n`)).toEqual({ ...DEFAULTS, ...expected });
   });
@@ -123,6 +127,11 @@ describe("parseConfig", () => {
       'bad value for hairpin: expected yes or no (also true/false, 1/0), found "maybe"',
     ],
     ["hairpin =", 1, "bad value for hairpin"],
+    [
+      "metrics_textfile = pve-nat.prom",
+      1,
+      "bad value for metrics_textfile: expected none or an absolute",
+    ],
     ["host_access = on", 1, "bad value for host_access"],
     [
       "external_interface = vmbr0 # the uplink",

@@ -796,11 +796,24 @@ describe("compile: groups, cluster.fw and host.fw", () => {
 });
 
 describe("compile: settings and diagnostics", () => {
-  it("guest firewall enabled + compatible form with -sport → warning with the explicit form", () => {
+  /** Guest 107 behind a firewall=1 NIC (or not), with the datacenter firewall on (or not). */
+  const filtered = (
+    rule: string,
+    o: { guest?: string; cluster?: string; nicFw?: boolean } = {},
+  ) => {
+    const base = guest107([rule], {
+      nics: [nic(0, "10.10.10.107/24", o.nicFw ?? true)],
+      fw: { options: { enable: o.guest ?? "1" } },
+    });
+    return {
+      ...base,
+      cluster: fw("cluster", "firewall/cluster.fw", { options: { enable: o.cluster ?? "1" } }),
+    };
+  };
+
+  it("guest firewall really filtering + compatible form with -sport → warning with the explicit form", () => {
     const plan = compile(
-      guest107(["IN ACCEPT -source 198.51.100.7 -p tcp -sport 822 -dport 22 # NAT ssh in"], {
-        fw: { options: { enable: "1" } },
-      }),
+      filtered("IN ACCEPT -source 198.51.100.7 -p tcp -sport 822 -dport 22 # NAT ssh in"),
     );
     expect(plan.forwards[0]?.state).toBe("active");
     expect(plan.diagnostics).toEqual([
@@ -828,7 +841,16 @@ describe("compile: settings and diagnostics", () => {
     },
     { name: "no -sport", options: { enable: "1" }, rule: "IN ACCEPT -p tcp -dport 2222 # NAT" },
   ])("no firewall warning: $name", (c) => {
-    expect(compile(guest107([c.rule], { fw: { options: c.options } })).diagnostics).toEqual([]);
+    expect(compile(filtered(c.rule, { guest: c.options.enable })).diagnostics).toEqual([]);
+  });
+
+  it.each([
+    ["the datacenter firewall is off (pve-firewall removes every rule)", { cluster: "0" }],
+    ["the NIC has firewall=0 (no fwbr, no filter)", { nicFw: false }],
+  ])("no -sport warning when %s", (_why, o) => {
+    const rule = "IN ACCEPT -p tcp -sport 822 -dport 22 # NAT";
+    expect(compile(filtered(rule, o)).diagnostics).toEqual([]);
+    expect(compile(filtered(rule)).diagnostics).toHaveLength(1);
   });
 
   it("hairpin: DNAT from inside too, masquerade of hairpinned connections from the guest's network", () => {

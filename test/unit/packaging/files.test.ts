@@ -32,6 +32,7 @@ const SPEC_COMMANDS = [
   "attach",
   "detach",
   "events",
+  "metrics",
   "notify",
   "hook",
   "daemon",

@@ -11,6 +11,7 @@ const nic = (index: number, over: Partial<GuestNic> = {}): GuestNic => ({
   firewall: false,
   ip: null,
   mac: null,
+  gw: null,
   ...over,
 });
 
@@ -55,6 +56,7 @@ describe("parseGuestConf qemu", () => {
           bridge: "vmbr1",
           firewall: true,
           ip: "10.10.10.107/24",
+          gw: "10.10.10.1",
           mac: "bc:24:11:2a:3b:4c",
         }),
         nic(1, { bridge: "vmbr2", ip: "dhcp", mac: "bc:24:11:2a:3b:4d" }),
@@ -203,7 +205,13 @@ describe("parseGuestConf lxc", () => {
       file: LXC_FILE,
       name: "db",
       nics: [
-        nic(0, { bridge: "vmbr1", firewall: true, ip: "10.10.10.5/24", mac: "bc:24:11:5e:6f:70" }),
+        nic(0, {
+          bridge: "vmbr1",
+          firewall: true,
+          ip: "10.10.10.5/24",
+          gw: "10.10.10.1",
+          mac: "bc:24:11:5e:6f:70",
+        }),
         nic(1, { bridge: "vmbr2", ip: "dhcp", mac: "bc:24:11:5e:6f:71" }),
         nic(2, { bridge: "vmbr3", ip: "manual", mac: "bc:24:11:5e:6f:72" }),
         nic(3, { bridge: "vmbr4", mac: "bc:24:11:5e:6f:73" }),
