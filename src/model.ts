@@ -167,13 +167,21 @@ export interface Config {
 
 export type RunState = "running" | "starting" | "stopped";
 
+/** The host's LISTEN sockets (tcp and tcp6) by bound address: `any` = 0.0.0.0 or :: (every
+ *  address), `at` = one IPv4 address (plain or v4-mapped). Ports sorted, addresses sorted. */
+export interface HostPorts {
+  any: number[];
+  at: Record<string, number[]>;
+}
+
 export interface NodeInput {
   node: string;
   config: Config;
   /** The resolved public address (config, or the external interface's first IPv4), or null. */
   publicAddress: string | null;
-  /** Ports the host itself listens on at the public address (plus 22, 8006, 3128 always). */
-  hostPorts: number[];
+  /** TCP ports the host itself listens on (22, 8006, 3128 are protected on the public address
+   *  whether listening or not: nat/settle.ts adds them). */
+  hostPorts: HostPorts;
   cluster: FwFile | null;
   host: FwFile | null;
   /** Local guests only, keyed by vmid. `fw` is null when the guest has no .fw file. */

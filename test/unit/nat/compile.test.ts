@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ownerChain } from "../../../src/iptables/chains.js";
 import { ruleLine } from "../../../src/iptables/render.js";
-import type { NatPlan } from "../../../src/model.js";
+import type { HostPorts, NatPlan } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
 import { conf, fw, guest107, input, nic } from "../../helpers/build.js";
 
@@ -608,16 +608,59 @@ describe("compile: run state, conflicts, protected ports", () => {
       state: "active",
     },
     {
-      name: "another public address",
+      name: "another public address, nothing listening on it",
       rule: "IN ACCEPT -p tcp -dport 22 # NAT:203.0.113.5",
       allow: [],
       state: "active",
+      ports: { any: [25], at: { "203.0.113.10": [22] } },
+    },
+    {
+      name: "another public address, host listens on every address",
+      rule: "IN ACCEPT -p tcp -dport 22 # NAT:203.0.113.5",
+      allow: [],
+      state: "error",
+      ports: { any: [22], at: {} },
+    },
+    {
+      name: "another public address, host listens on that address",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:2222",
+      allow: [],
+      state: "error",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
+    },
+    {
+      name: "another public address, listening there but allowed",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:2222",
+      allow: [2222],
+      state: "active",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
+    },
+    {
+      name: "another public address, a port in range listening on every address",
+      rule: "IN ACCEPT -p tcp -dport 3000:3200 # NAT:203.0.113.5:9000:9200",
+      allow: [],
+      state: "error",
+      ports: { any: [9100], at: {} },
+    },
+    {
+      name: "the 22/8006/3128 rule without a listener stays on public_address only",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:8006",
+      allow: [],
+      state: "active",
+      ports: { any: [], at: {} },
+    },
+    {
+      name: "public_address, listening on another address only",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:2222",
+      allow: [],
+      state: "active",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
     },
   ])("protected host port: $name", (c) => {
     const base = guest107([c.rule]);
     const plan = compile({
       ...base,
-      hostPorts: [22, 25, 3128, 8006],
+      hostPorts: "ports" in c && c.ports ? (c.ports as HostPorts) : { any: [25], at: {} },
       config: { ...base.config, allowHostPorts: c.allow },
     });
     expect(plan.forwards.map((f) => f.state)).toEqual([c.state]);
