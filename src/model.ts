@@ -251,6 +251,13 @@ export interface OwnerChains {
   snat: NatRule[];
 }
 
+/** A conntrack helper pve-firewall attaches for one port (`-p tcp --dport 21 -j CT --helper ftp`). */
+export interface ConntrackHelper {
+  name: string;
+  proto: Proto;
+  port: number;
+}
+
 export interface NatPlan {
   node: string;
   /** In SPEC §2.3 order: host.fw, cluster.fw, guests by VMID, then line. */
@@ -264,7 +271,14 @@ export interface NatPlan {
     externalInterface: string;
     hairpin: boolean;
     hostAccess: boolean;
-    /** conntrack_zone_fix resolved: keep `raw PREROUTING -i fwbr+ -j CT --zone 1`. */
+    /** conntrack_zone_fix resolved: the zone rules below, and arp_ignore=1 on fwbr devices. */
     zoneFix: boolean;
+    /** Bridges whose bridged pass conntrack tracks in zone 1 (`raw PVENAT-RAW -i <dev> -j CT
+     *  --zone 1`): the fwbr devices of guests with active forwards, or `fwbr+` while node-level
+     *  forwards (host.fw, cluster.fw) may NAT any guest. Empty without the zone fix. */
+    zoneDevices: string[];
+    /** host.fw `nf_conntrack_helpers` (IPv4 ones, pve-firewall's port table) while the datacenter
+     *  firewall is on: attached in the zone as pve-firewall attaches them outside it. */
+    helpers: ConntrackHelper[];
   };
 }

@@ -903,6 +903,126 @@ describe("compile: settings and diagnostics", () => {
     ).toBe(c.want);
   });
 
+  describe("conntrack zone scope and helpers (issue 12)", () => {
+    const FWD = "IN ACCEPT -p tcp -dport 21 # NAT:2121";
+    const zoneInput = (
+      over: {
+        hairpin?: boolean;
+        mode?: "auto" | "yes" | "no";
+        helpers?: string;
+        clusterEnable?: string | null;
+        node?: boolean;
+        stopped107?: boolean;
+      } = {},
+    ) =>
+      input({
+        config: { hairpin: over.hairpin ?? false, conntrackZoneFix: over.mode ?? "auto" },
+        cluster:
+          over.clusterEnable === null
+            ? null
+            : {
+                options: { enable: over.clusterEnable ?? "1" },
+                rules: over.node ? ["OUT ACCEPT -source 10.10.10.0/24 # NAT"] : [],
+              },
+        host: { options: over.helpers ? { nf_conntrack_helpers: over.helpers } : {} },
+        guests: {
+          // NAT guest, two firewall=1 NICs and a plain one.
+          107: {
+            nics: [nic(0, "10.10.10.107/24", true), nic(1, null, true), nic(2, null, false)],
+            state: over.stopped107 ? "stopped" : "running",
+            fw: { rules: [FWD] },
+          },
+          // firewall=1 guest without NAT rules: never in the zone of its own.
+          108: { nics: [nic(0, "10.10.10.108/24", true)], fw: { rules: [] } },
+          109: { nics: [nic(0, "10.10.10.109/24", true)], fw: null },
+        },
+      });
+    const entry = (over: Parameters<typeof zoneInput>[0] = {}) => {
+      const e = compile(zoneInput(over)).entry;
+      return {
+        zoneFix: e.zoneFix,
+        zoneDevices: e.zoneDevices,
+        helpers: e.helpers.map((h) => h.name),
+      };
+    };
+
+    it.each([
+      {
+        name: "only the firewall=1 NICs of guests with active forwards",
+        over: {},
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+      {
+        name: "no active forward → no zone device at all",
+        over: { stopped107: true },
+        want: { zoneFix: true, zoneDevices: [], helpers: [] },
+      },
+      {
+        name: "conntrack_zone_fix = yes: every NIC of those guests",
+        over: { mode: "yes" as const },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1", "fwbr107i2"], helpers: [] },
+      },
+      {
+        name: "conntrack_zone_fix = no: none",
+        over: { mode: "no" as const, helpers: "ftp" },
+        want: { zoneFix: false, zoneDevices: [], helpers: [] },
+      },
+      {
+        name: "a node-level forward may NAT any guest: fwbr+",
+        over: { node: true },
+        want: { zoneFix: true, zoneDevices: ["fwbr+"], helpers: [] },
+      },
+      {
+        name: "hairpin: any guest may reach a forward: fwbr+",
+        over: { hairpin: true },
+        want: { zoneFix: true, zoneDevices: ["fwbr+"], helpers: [] },
+      },
+      {
+        name: "host.fw helpers, in the order written, duplicates once",
+        over: { helpers: "tftp,ftp,tftp" },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: ["tftp", "ftp"] },
+      },
+      {
+        name: "helpers only while the datacenter firewall is on",
+        over: { helpers: "ftp", clusterEnable: "0" },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+      {
+        name: "no cluster.fw: the datacenter firewall is off",
+        over: { helpers: "ftp", clusterEnable: null },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+    ])("$name", ({ over, want }) => {
+      expect(entry(over)).toEqual(want);
+    });
+
+    it("helpers carry pve-firewall's ports", () => {
+      expect(compile(zoneInput({ helpers: "ftp,tftp,irc,sip,amanda,pptp" })).entry.helpers).toEqual(
+        [
+          { name: "ftp", proto: "tcp", port: 21 },
+          { name: "tftp", proto: "udp", port: 69 },
+          { name: "irc", proto: "tcp", port: 6667 },
+          { name: "sip", proto: "udp", port: 5060 },
+          { name: "amanda", proto: "udp", port: 10080 },
+          { name: "pptp", proto: "tcp", port: 1723 },
+        ],
+      );
+    });
+
+    it("a fwbr name over 15 bytes (net10 of a 9-digit vmid) cannot exist and is left out", () => {
+      const vmid = 999_999_999;
+      const base = input({
+        guests: {
+          [vmid]: {
+            nics: [nic(0, "10.10.10.9/24", true), nic(10, null, true)],
+            fw: { rules: [FWD] },
+          },
+        },
+      });
+      expect(compile(base).entry.zoneDevices).toEqual(["fwbr999999999i0"]);
+    });
+  });
+
   it("collects file diagnostics, de-duplicated and sorted by file then line", () => {
     const base = input({ guests: { 107: { fw: { rules: [] } } } });
     const g = base.guests[107];
