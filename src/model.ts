@@ -176,13 +176,21 @@ export interface Config {
 
 export type RunState = "running" | "starting" | "stopped";
 
+/** The host's LISTEN sockets (tcp and tcp6) by bound address: `any` = 0.0.0.0 or :: (every
+ *  address), `at` = one IPv4 address (plain or v4-mapped). Ports sorted, addresses sorted. */
+export interface HostPorts {
+  any: number[];
+  at: Record<string, number[]>;
+}
+
 export interface NodeInput {
   node: string;
   config: Config;
   /** The resolved public address (config, or the external interface's first IPv4), or null. */
   publicAddress: string | null;
-  /** Ports the host itself listens on at the public address (plus 22, 8006, 3128 always). */
-  hostPorts: number[];
+  /** TCP ports the host itself listens on (22, 8006, 3128 are protected on the public address
+   *  whether listening or not: nat/settle.ts adds them). */
+  hostPorts: HostPorts;
   cluster: FwFile | null;
   host: FwFile | null;
   /** Local guests only, keyed by vmid. `fw` is null when the guest has no .fw file. */
@@ -305,6 +313,13 @@ export interface OwnerChains {
   snat: NatRule[];
 }
 
+/** A conntrack helper pve-firewall attaches for one port (`-p tcp --dport 21 -j CT --helper ftp`). */
+export interface ConntrackHelper {
+  name: string;
+  proto: Proto;
+  port: number;
+}
+
 export interface NatPlan {
   node: string;
   /** In SPEC §2.3 order: host.fw, cluster.fw, guests by VMID, then line. */
@@ -318,8 +333,15 @@ export interface NatPlan {
     externalInterface: string;
     hairpin: boolean;
     hostAccess: boolean;
-    /** conntrack_zone_fix resolved: fwbr traffic is tracked in zone 1 and fwbr ignores ARP. */
+    /** conntrack_zone_fix resolved: the zone rules below, and arp_ignore=1 on fwbr devices. */
     zoneFix: boolean;
+    /** Bridges whose bridged pass conntrack tracks in zone 1 (`raw PVENAT-RAW -i <dev> -j CT
+     *  --zone 1`): the fwbr devices of guests with active forwards, or `fwbr+` while node-level
+     *  forwards (host.fw, cluster.fw) may NAT any guest. Empty without the zone fix. */
+    zoneDevices: string[];
+    /** host.fw `nf_conntrack_helpers` (IPv4 ones, pve-firewall's port table) while the datacenter
+     *  firewall is on: attached in the zone as pve-firewall attaches them outside it. */
+    helpers: ConntrackHelper[];
     /** pve-nat writes `raw PREROUTING -i fwbr+ -j CT --zone 1` itself: false when a Proxmox
      *  SDN subnet with `snat 1` already makes Proxmox write that rule (no double). */
     zoneRule: boolean;

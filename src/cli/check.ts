@@ -8,6 +8,7 @@ import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { arpIgnorePath, fwbrDevices, realProcFs } from "../daemon/prereq.js";
 import { EXIT_FINDINGS, EXIT_OK } from "../errors.js";
 import { ENTRY_CHAINS } from "../iptables/chains.js";
+import { rawChain } from "../iptables/render.js";
 import { createRunner } from "../iptables/runner.js";
 import type { Config, Diagnostic, NatPlan } from "../model.js";
 import { compile } from "../nat/compile.js";
@@ -92,15 +93,17 @@ async function zoneFixDiagnostics(config: Config, plan: NatPlan): Promise<Diagno
     const message = `cannot read the raw table to check the conntrack zone rule: ${err instanceof Error ? err.message : String(err)}`;
     return [...out, { file: "iptables:raw", line: 0, severity: "warning", message }];
   }
-  if (
-    !raw.includes(`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`) ||
-    !raw.includes(`-A PREROUTING -j ${ENTRY_CHAINS.raw}`)
-  ) {
+  const lines = new Set(raw.split("\n"));
+  const want = rawChain(plan);
+  if (want.length > 0) want.push(`-A PREROUTING -j ${ENTRY_CHAINS.raw}`);
+  const missing = want.filter((l) => !lines.has(l));
+  if (missing.length > 0) {
+    const what = missing[0];
     out.push({
       file: "iptables:raw",
       line: 0,
       severity: "error",
-      message: `guests with firewall=1 NICs run, but the conntrack zone rule (raw ${ENTRY_CHAINS.raw}: -i fwbr+ -j CT --zone 1) is missing: masquerade fails for them (is pve-nat.service running?)`,
+      message: `guests with firewall=1 NICs and forwards run, but the conntrack zone rules are missing (raw: ${what}${missing.length > 1 ? ` and ${missing.length - 1} more` : ""}): masquerade fails for them (is pve-nat.service running?)`,
     });
   }
   return out;

@@ -43,6 +43,7 @@ export const TOKEN = {
   toPorts: new RegExp(`^${PORT}(?:-${PORT}/${PORT})?$`),
   iface: /^[A-Za-z0-9_.+-]{1,15}$/,
   chain: /^PVENAT-[A-Z0-9-]{1,21}$/,
+  helper: /^(?:amanda|ftp|irc|netbios-ns|pptp|sane|sip|snmp|tftp)$/,
   comment: /^pve-nat (?:vm[1-9][0-9]{0,8}|node) [A-Za-z0-9._/-]{1,120}:[1-9][0-9]{0,6}$/,
 } as const;
 
@@ -53,7 +54,7 @@ export const LINE_PATTERNS: readonly RegExp[] = [
   /^:PVENAT-[A-Z0-9-]{1,21} - \[0:0\]$/,
   /^-X PVENAT-[A-Z0-9-]{1,21}$/,
   /^-[ID] (PREROUTING|OUTPUT|POSTROUTING)( 1)? -j PVENAT-(PREROUTING|OUTPUT|POSTROUTING|RAW)$/,
-  /^-A PVENAT-RAW -i fwbr\+ -j CT --zone 1$/,
+  /^-A PVENAT-RAW -i fwbr(\+|[1-9][0-9]{0,8}i[0-9]{1,2})( -p (tcp|udp) -m (tcp|udp) --dport [0-9]+ -j CT --helper (amanda|ftp|irc|netbios-ns|pptp|sane|sip|snmp|tftp)| -j CT) --zone 1$/,
   /^-A PVENAT-(PREROUTING|OUTPUT|POSTROUTING)( -i [A-Za-z0-9_.+-]{1,15}| ! -i fwbr\+)? -j PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)$/,
   new RegExp(
     "^-A PVENAT-(NODE|[1-9][0-9]{0,8})-(DNAT|SNAT)" +
@@ -222,11 +223,26 @@ export function entryChains(
   ]);
 }
 
+/** PVENAT-RAW: per zone device, the host's conntrack helpers for their ports, then the zone.
+ *  CT sets a packet's conntrack template once (a later CT does nothing), and this chain runs
+ *  before pve-firewall's PVEFW-PREROUTING: the helpers it would attach are attached here. */
 export function rawChain(plan: NatPlan): string[] {
-  // An SDN subnet with `snat 1` has Proxmox write the same rule (zoneRule false): not twice.
-  return plan.entry.zoneFix && plan.entry.zoneRule
-    ? [`-A ${ENTRY_CHAINS.raw} -i fwbr+ -j CT --zone 1`]
-    : [];
+  const e = plan.entry;
+  // An SDN subnet with `snat 1` has Proxmox write its own fwbr+ zone rule (zoneRule false): not twice.
+  if (!e.zoneFix || !e.zoneRule) return [];
+  const out: string[] = [];
+  for (const dev of e.zoneDevices) {
+    const i = `-A ${ENTRY_CHAINS.raw} -i ${check("iface", dev)}`;
+    for (const h of e.helpers) {
+      if (h.proto !== "tcp" && h.proto !== "udp") throw new Error(`render: bad proto ${h.proto}`);
+      const port = portMatch(String(h.port));
+      out.push(
+        `${i} -p ${h.proto} -m ${h.proto} --dport ${port.text} -j CT --helper ${check("helper", h.name)} --zone 1`,
+      );
+    }
+    out.push(`${i} -j CT --zone 1`);
+  }
+  return out;
 }
 
 export function sameLines(

@@ -1,4 +1,5 @@
 import type {
+  ConntrackHelper,
   Diagnostic,
   Forward,
   FwFile,
@@ -10,7 +11,8 @@ import type {
   Owner,
   OwnerChains,
 } from "../model.js";
-import { IFACE } from "../names.js";
+import { IFACE, IFACE_NAME } from "../names.js";
+import { CONNTRACK_HELPERS } from "../pve/fw/options.js";
 import { type Candidate, expandRule, type RuleContext } from "./expand.js";
 import { addressesKey, guestNicAddresses, type NicAddress } from "./learn.js";
 import { type Settled, type SettleTables, settle, settleTables } from "./settle.js";
@@ -358,6 +360,7 @@ function build(input: NodeInput, memo: CompileMemo): NatPlan {
   memo.settling = settling;
   diags.push(...settling.diags);
 
+  const fix = zoneFix(input);
   return {
     node: input.node,
     forwards: settling.forwards,
@@ -367,8 +370,10 @@ function build(input: NodeInput, memo: CompileMemo): NatPlan {
       externalInterface: config.externalInterface,
       hairpin: config.hairpin,
       hostAccess: config.hostAccess,
-      zoneFix: zoneFix(input),
+      zoneFix: fix,
       zoneRule: !sdnMasquerades(input),
+      zoneDevices: fix ? zoneDevices(input, settling.chains) : [],
+      helpers: fix ? conntrackHelpers(input) : [],
     },
   };
 }
@@ -459,4 +464,41 @@ export function zoneFix(input: NodeInput): boolean {
   const mode = input.config.conntrackZoneFix;
   if (mode !== "auto") return mode === "yes";
   return Object.values(input.guests).some((g) => g.conf.nics.some((n) => n.firewall));
+}
+
+/** The bridges whose bridged pass goes to conntrack zone 1 (SPEC §4): only what pve-nat NATs,
+ *  so that every other guest's traffic is tracked exactly as without pve-nat (one entry per
+ *  connection, pve-firewall's helpers attached). A guest with active forwards: each of its
+ *  firewall=1 NICs (with conntrack_zone_fix = yes each NIC, in case the flag is not visible).
+ *  Every fwbr device (`fwbr+`) when pve-nat may NAT any guest's traffic: a node-level forward
+ *  (host.fw, cluster.fw), or hairpin (any guest may reach a forward through the public address;
+ *  without its own zone that guest's routed pass finds the bridged pass's entry and is not
+ *  DNATed). A name over 15 bytes cannot exist (Proxmox cannot create it) and is left out. */
+export function zoneDevices(input: NodeInput, chains: readonly OwnerChains[]): string[] {
+  if (chains.length === 0) return [];
+  if (input.config.hairpin || chains.some((c) => c.owner === "NODE")) return ["fwbr+"];
+  const out: string[] = [];
+  const every = input.config.conntrackZoneFix === "yes";
+  for (const { owner } of chains) {
+    for (const nic of input.guests[owner as number]?.conf.nics ?? []) {
+      const dev = `fwbr${owner}i${nic.index}`;
+      if ((nic.firewall || every) && IFACE_NAME.test(dev)) out.push(dev);
+    }
+  }
+  return out;
+}
+
+/** host.fw's `nf_conntrack_helpers`, as pve-firewall applies them: only while the datacenter
+ *  firewall is on (it removes all its rules otherwise), IPv4 ones, in the order written. */
+export function conntrackHelpers(input: NodeInput): ConntrackHelper[] {
+  const enable = input.cluster?.options.enable;
+  if (enable === undefined || enable === "0") return [];
+  const list = input.host?.options.nf_conntrack_helpers ?? "";
+  const out: ConntrackHelper[] = [];
+  for (const name of list.split(",")) {
+    const h = Object.hasOwn(CONNTRACK_HELPERS, name) ? CONNTRACK_HELPERS[name] : undefined;
+    if (h?.v4 && !out.some((o) => o.name === name))
+      out.push({ name, proto: h.proto, port: h.port });
+  }
+  return out;
 }

@@ -1,4 +1,4 @@
-import type { Diagnostic, ForwardState, NodeInput } from "../model.js";
+import type { Diagnostic, ForwardState, HostPorts, NodeInput } from "../model.js";
 import { PROTECTED_PORTS } from "../names.js";
 import { formatPorts, type PortRange } from "../pve/ports.js";
 import type { Candidate } from "./types.js";
@@ -107,6 +107,12 @@ function claimText(c: Candidate): string {
   return cl ? `${cl.proto} ${cl.address}:${formatPorts(cl.ports)}` : "";
 }
 
+/** Ports listening on `address`: bound to it, or to every address. */
+export function listeningOn(ports: HostPorts, address: string): number[] {
+  const own = ports.at[address];
+  return own ? [...new Set([...ports.any, ...own])].sort((a, b) => a - b) : ports.any;
+}
+
 export function splitOrigin(origin: string): [string, number] {
   const i = origin.lastIndexOf(":");
   return [origin.slice(0, i), Number(origin.slice(i + 1))];
@@ -195,11 +201,21 @@ export function settle(
 ): void {
   const { states, reasons } = out;
   const allowed = new Set(input.config.allowHostPorts);
-  const protectedPorts = new Map<number, string>();
-  for (const p of [...Object.keys(PROTECTED_PORTS).map(Number), ...input.hostPorts]) {
-    if (!allowed.has(p)) protectedPorts.set(p, PROTECTED_PORTS[p] ?? "listening");
-  }
-  const protectedList = [...protectedPorts];
+  // Per public address: the ports the host serves there. On `public_address` the well-known
+  // ones count whether listening or not; on every address, whatever listens on it or on all.
+  const byAddress = new Map<string, { one: Map<number, string>; list: Array<[number, string]> }>();
+  const protectedAt = (address: string) => {
+    let p = byAddress.get(address);
+    if (p) return p;
+    const one = new Map<number, string>();
+    const always = address === input.publicAddress ? Object.keys(PROTECTED_PORTS).map(Number) : [];
+    for (const port of [...always, ...listeningOn(input.hostPorts, address)]) {
+      if (!allowed.has(port)) one.set(port, PROTECTED_PORTS[port] ?? "listening");
+    }
+    p = { one, list: [...one] };
+    byAddress.set(address, p);
+    return p;
+  };
   const at = (c: Candidate) => {
     const [file, line] = splitOrigin(c.forward.origin);
     return { file, line };
@@ -217,7 +233,9 @@ export function settle(
       reasons[i] = `public port out of range: ${formatPorts(cl.ports)}`;
       continue;
     }
-    if (cl.proto !== "tcp" || cl.address !== input.publicAddress) continue;
+    if (cl.proto !== "tcp") continue;
+    const { one: protectedPorts, list: protectedList } = protectedAt(cl.address);
+    if (protectedList.length === 0) continue;
     let hit: [number, string] | undefined;
     const one = cl.ports.length === 1 ? cl.ports[0] : undefined;
     if (one && one.from === one.to) {

@@ -23,6 +23,7 @@ import type {
   FwKind,
   GuestConf,
   GuestKind,
+  HostPorts,
   NodeInput,
   Owner,
   RunState,
@@ -32,7 +33,7 @@ import { learnedAddress, staticAddress } from "../nat/learn.js";
 import { PVE_DIR } from "../paths.js";
 import { type AgentCache, createAgentCache } from "./agent.js";
 import { parseGuestConf } from "./guestconf.js";
-import { ALWAYS_PROTECTED, interfaceIPv4, listeningPorts } from "./host.js";
+import { interfaceIPv4, listeningPorts, sameHostPorts } from "./host.js";
 import {
   emptyFacts,
   parseEthers,
@@ -167,10 +168,6 @@ function recent(st: Stats, now: number): boolean {
   return now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS;
 }
 
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -194,7 +191,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let sockets: Set<string> = new Set();
   const qemuRuns = new Map<number, boolean>();
   let autoAddress: { iface: string; address: string | null } | null = null;
-  let hostPorts: number[] = [...ALWAYS_PROTECTED].sort((a, b) => a - b);
+  let hostPorts: HostPorts = { any: [], at: {} };
   let parsedConfig: {
     version: number;
     result: ReturnType<typeof parseConfig> | null;
@@ -563,17 +560,14 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     for (const [abs, e] of files) if (e.seen !== generation) files.delete(abs);
     for (const vmid of qemuRuns.keys()) if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
 
-    let address: string | null = config.publicAddress;
-    if (address === "auto") {
+    if (config.publicAddress === "auto") {
       const found = await interfaceIPv4(config.externalInterface);
       if (autoAddress?.iface !== config.externalInterface || autoAddress.address !== found)
         changes++;
       autoAddress = { iface: config.externalInterface, address: found };
-      address = found;
     }
-    const listening = await listeningPorts(address ?? "0.0.0.0");
-    const ports = [...new Set([...ALWAYS_PROTECTED, ...listening])].sort((a, b) => a - b);
-    if (!sameNumbers(ports, hostPorts)) {
+    const ports = await listeningPorts();
+    if (!sameHostPorts(ports, hostPorts)) {
       hostPorts = ports;
       changes++;
     }

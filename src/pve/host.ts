@@ -1,12 +1,10 @@
 // Facts about the host that the plan depends on: the public address and the ports the host
-// itself serves there (SPEC §2.3). Both describe the network namespace we run in.
+// itself serves, on every address or one (SPEC §2.3). Both describe the network namespace we
+// run in.
 
 import { readFile } from "node:fs/promises";
 import { run } from "../exec.js";
-import { PROTECTED_PORTS } from "../names.js";
-
-/** Ports the host always protects, listening or not: SSH, the web UI, the SPICE proxy. */
-export const ALWAYS_PROTECTED: readonly number[] = Object.keys(PROTECTED_PORTS).map(Number);
+import type { HostPorts } from "../model.js";
 
 /** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address). */
 export async function interfaceIPv4(iface: string): Promise<string | null> {
@@ -37,24 +35,52 @@ export function decodeProcAddress(hex: string): { v4: string | null; any: boolea
   return { v4: mapped ? bytes.slice(12).join(".") : null, any };
 }
 
-/** Pure: TCP ports in LISTEN state on `address`, 0.0.0.0 or :: in /proc/net/tcp{,6} text. */
-export function parseListening(text: string, address: string): number[] {
-  const ports: number[] = [];
-  for (const line of text.split("\n")) {
-    const f = line.trim().split(/\s+/);
-    // sl local_address rem_address st …; st 0A = LISTEN
-    if (f[3] !== "0A" || !f[1]?.includes(":")) continue;
-    const [hex = "", portHex = ""] = f[1].split(":");
-    const local = decodeProcAddress(hex);
-    if (local.any || local.v4 === address) ports.push(Number.parseInt(portHex, 16));
+/** Pure: the LISTEN sockets of /proc/net/tcp{,6} texts, by bound address (sorted). An IPv6
+ *  socket bound to one IPv6 address is no IPv4 address's business and is left out. */
+export function parseListening(texts: readonly string[]): HostPorts {
+  const any = new Set<number>();
+  const at = new Map<string, Set<number>>();
+  for (const text of texts) {
+    for (const line of text.split("\n")) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st …; st 0A = LISTEN
+      if (f[3] !== "0A" || !f[1]?.includes(":")) continue;
+      const [hex = "", portHex = ""] = f[1].split(":");
+      const port = Number.parseInt(portHex, 16);
+      const local = decodeProcAddress(hex);
+      if (local.any) any.add(port);
+      else if (local.v4 !== null) {
+        let ports = at.get(local.v4);
+        if (!ports) {
+          ports = new Set();
+          at.set(local.v4, ports);
+        }
+        ports.add(port);
+      }
+    }
   }
-  return ports;
+  const sorted = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b);
+  const out: HostPorts = { any: sorted(any), at: {} };
+  for (const address of [...at.keys()].sort()) out.at[address] = sorted(at.get(address) ?? []);
+  return out;
 }
 
-export async function listeningPorts(address: string): Promise<number[]> {
+export function sameHostPorts(a: HostPorts, b: HostPorts): boolean {
+  const same = (x: readonly number[], y: readonly number[]) =>
+    x.length === y.length && x.every((v, i) => v === y[i]);
+  const ka = Object.keys(a.at);
+  const kb = Object.keys(b.at);
+  return (
+    same(a.any, b.any) &&
+    ka.length === kb.length &&
+    ka.every((k, i) => k === kb[i] && same(a.at[k] ?? [], b.at[k] ?? []))
+  );
+}
+
+/** The host's TCP listening sockets in the network namespace we run in. */
+export async function listeningPorts(): Promise<HostPorts> {
   const texts = await Promise.all(
     ["/proc/net/tcp", "/proc/net/tcp6"].map((f) => readFile(f, "utf8").catch(() => "")),
   );
-  const ports = new Set(texts.flatMap((t) => parseListening(t, address)));
-  return [...ports].sort((a, b) => a - b);
+  return parseListening(texts);
 }

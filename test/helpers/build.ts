@@ -13,6 +13,7 @@ import type {
   GuestConf,
   GuestKind,
   GuestNic,
+  HostPorts,
   NodeInput,
   RunState,
 } from "../../src/model.js";
@@ -155,7 +156,7 @@ export interface GuestSpec {
 export interface InputSpec {
   config?: Partial<Config>;
   publicAddress?: string | null;
-  hostPorts?: number[];
+  hostPorts?: HostPorts;
   cluster?: FwSpec | null;
   host?: FwSpec | null;
   guests?: Record<number, GuestSpec>;
@@ -178,7 +179,7 @@ export function input(spec: InputSpec = {}): NodeInput {
     node: "pve1",
     config: { ...DEFAULTS, ...spec.config },
     publicAddress: spec.publicAddress === undefined ? "203.0.113.10" : spec.publicAddress,
-    hostPorts: spec.hostPorts ?? [22, 3128, 8006],
+    hostPorts: spec.hostPorts ?? { any: [], at: {} },
     cluster: spec.cluster ? fw("cluster", "firewall/cluster.fw", spec.cluster) : null,
     host: spec.host ? fw("host", "nodes/pve1/host.fw", spec.host) : null,
     guests,

@@ -53,7 +53,11 @@ export function guestAddress(vmid: number): string {
   return `10.10.10.${vmid % 200}`;
 }
 
-export function makePlan(guests: GuestSpec[], opts: { zoneFix?: boolean } = {}): NatPlan {
+/** A plan for these guests; with zoneFix each active guest's fwbr<vmid>i0 is a zone device. */
+export function makePlan(
+  guests: GuestSpec[],
+  opts: { zoneFix?: boolean; helpers?: NatPlan["entry"]["helpers"] } = {},
+): NatPlan {
   const forwards: Forward[] = [];
   const chains: OwnerChains[] = [];
   for (const g of guests) {
@@ -103,6 +107,8 @@ export function makePlan(guests: GuestSpec[], opts: { zoneFix?: boolean } = {}):
       hostAccess: true,
       zoneFix: opts.zoneFix ?? false,
       zoneRule: true,
+      zoneDevices: opts.zoneFix ? chains.map((c) => `fwbr${c.owner}i0`) : [],
+      helpers: opts.helpers ?? [],
     },
   };
 }

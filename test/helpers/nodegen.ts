@@ -10,6 +10,7 @@ import type {
   Diagnostic,
   FwFile,
   GuestConf,
+  HostPorts,
   NodeInput,
   RunState,
 } from "../../src/model.js";
@@ -39,7 +40,7 @@ export interface SimNode {
   config: string;
   /** null = public_address auto without an address. */
   publicAddress: string | null;
-  hostPorts: number[];
+  hostPorts: HostPorts;
   cluster: string | null;
   host: string | null;
   guests: Map<number, SimGuest>;
@@ -160,7 +161,7 @@ export function randomNode(r: () => number, count: number): SimNode {
   return {
     config: configText(r),
     publicAddress: r() < 0.9 ? "203.0.113.10" : null,
-    hostPorts: [22, 3128, 8006],
+    hostPorts: { any: [22], at: {} },
     cluster: clusterFw(r),
     host: hostFw(r),
     guests,
@@ -230,7 +231,8 @@ export function randomEdit(r: () => number, node: SimNode): number[] | "all" {
     node.publicAddress = node.publicAddress === null ? "203.0.113.10" : null;
     return "all";
   }
-  node.hostPorts = r() < 0.5 ? [22, 3128, 8006] : [22, 3128, 8006, 9000, 824];
+  node.hostPorts =
+    r() < 0.5 ? { any: [22], at: {} } : { any: [22, 9000], at: { "203.0.113.5": [824] } };
   return "all";
 }
 
@@ -239,7 +241,7 @@ export function inputBuilder(): (node: SimNode) => NodeInput {
   const configs = new Map<string, Config>();
   const fws = new Map<string, { cluster: FwFile | null; fw: FwFile | null }>();
   const confs = new Map<string, GuestConf>();
-  let hostPorts: number[] = [];
+  let hostPorts: HostPorts = { any: [], at: {} };
   let extra: Diagnostic[] = [];
   const fwOf = (
     text: string | null,
@@ -261,7 +263,7 @@ export function inputBuilder(): (node: SimNode) => NodeInput {
       config = parseConfig(node.config, "/etc/pve-nat/pve-nat.conf").config;
       configs.set(node.config, config);
     }
-    if (hostPorts.join() !== node.hostPorts.join()) hostPorts = [...node.hostPorts];
+    if (JSON.stringify(hostPorts) !== JSON.stringify(node.hostPorts)) hostPorts = node.hostPorts;
     if (extra.length !== node.extra.length || extra.some((d, i) => d !== node.extra[i]))
       extra = [...node.extra];
     const cluster = fwOf(node.cluster, "firewall/cluster.fw", "cluster", null);

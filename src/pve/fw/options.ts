@@ -42,17 +42,21 @@ function guestOption(line: string): OptionResult | null {
   return null;
 }
 
-const CONNTRACK_HELPERS = new Set([
-  "amanda",
-  "ftp",
-  "irc",
-  "netbios-ns",
-  "pptp",
-  "sane",
-  "sip",
-  "snmp",
-  "tftp",
-]);
+/** pve-firewall's `$pve_fw_helpers`: the helpers `nf_conntrack_helpers` may name, with the
+ *  port it attaches each one for in raw PVEFW-PREROUTING (`v4`: also for IPv4). */
+export const CONNTRACK_HELPERS: Readonly<
+  Record<string, { proto: "tcp" | "udp"; port: number; v4: boolean }>
+> = Object.freeze({
+  amanda: { proto: "udp", port: 10080, v4: true },
+  ftp: { proto: "tcp", port: 21, v4: true },
+  irc: { proto: "tcp", port: 6667, v4: true },
+  "netbios-ns": { proto: "udp", port: 137, v4: true },
+  pptp: { proto: "tcp", port: 1723, v4: true },
+  sane: { proto: "tcp", port: 6566, v4: true },
+  sip: { proto: "udp", port: 5060, v4: true },
+  snmp: { proto: "udp", port: 161, v4: true },
+  tftp: { proto: "udp", port: 69, v4: true },
+});
 
 function hostOption(line: string): OptionResult | null {
   let m = re(
@@ -71,9 +75,9 @@ function hostOption(line: string): OptionResult | null {
     const helpers = perlSplit(value, ",");
     if (helpers.join(",") !== value) return { error: `extraneous commas in ${show(value)}` };
     for (const h of helpers) {
-      if (!CONNTRACK_HELPERS.has(h)) {
+      if (!Object.hasOwn(CONNTRACK_HELPERS, h)) {
         return {
-          error: `unknown conntrack helper ${show(h)} (expected ${[...CONNTRACK_HELPERS].join(", ")})`,
+          error: `unknown conntrack helper ${show(h)} (expected ${Object.keys(CONNTRACK_HELPERS).join(", ")})`,
         };
       }
     }

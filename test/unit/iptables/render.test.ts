@@ -276,6 +276,86 @@ COMMIT
   });
 });
 
+describe("PVENAT-RAW: zone only for NATed guests, with the host's helpers (issue 12)", () => {
+  /** Guest 107 (two firewall=1 NICs) forwards; 108 (firewall=1) has no NAT rule. */
+  function zonePlan(helpers: string | null): NatPlan {
+    return compile(
+      input({
+        cluster: { options: { enable: "1" }, rules: [] },
+        host: { options: helpers ? { nf_conntrack_helpers: helpers } : {} },
+        guests: {
+          107: {
+            nics: [nic(0, "10.10.10.107/24", true), nic(1, null, true)],
+            fw: { rules: ["IN ACCEPT -p tcp -dport 21 # NAT:21"] },
+          },
+          108: { nics: [nic(0, "10.10.10.108/24", true)], fw: { rules: [] } },
+        },
+      }),
+    );
+  }
+  const rawOf = (payload: string) => payload.slice(payload.indexOf("*raw"));
+
+  it("helpers first, then the zone, per device (golden)", () => {
+    const payload = renderRestore({
+      plan: zonePlan("ftp,tftp"),
+      owners: [107],
+      entry: true,
+      live: emptyLive(),
+    });
+    expect(rawOf(payload)).toBe(`*raw
+:PVENAT-RAW - [0:0]
+-A PVENAT-RAW -i fwbr107i0 -p tcp -m tcp --dport 21 -j CT --helper ftp --zone 1
+-A PVENAT-RAW -i fwbr107i0 -p udp -m udp --dport 69 -j CT --helper tftp --zone 1
+-A PVENAT-RAW -i fwbr107i0 -j CT --zone 1
+-A PVENAT-RAW -i fwbr107i1 -p tcp -m tcp --dport 21 -j CT --helper ftp --zone 1
+-A PVENAT-RAW -i fwbr107i1 -p udp -m udp --dport 69 -j CT --helper tftp --zone 1
+-A PVENAT-RAW -i fwbr107i1 -j CT --zone 1
+-I PREROUTING 1 -j PVENAT-RAW
+COMMIT
+`);
+    expect(payload).not.toContain("fwbr108");
+    expect(offWhitelist(payload)).toEqual([]);
+  });
+
+  it("without helpers: one zone line per device", () => {
+    const payload = renderRestore({
+      plan: zonePlan(null),
+      owners: [107],
+      entry: true,
+      live: emptyLive(),
+    });
+    expect(rawOf(payload)).toBe(`*raw
+:PVENAT-RAW - [0:0]
+-A PVENAT-RAW -i fwbr107i0 -j CT --zone 1
+-A PVENAT-RAW -i fwbr107i1 -j CT --zone 1
+-I PREROUTING 1 -j PVENAT-RAW
+COMMIT
+`);
+  });
+
+  it("an older daemon's -i fwbr+ rule is drift, replaced in the raw table alone", () => {
+    const plan = zonePlan("ftp");
+    const first = renderRestore({ plan, owners: [107], entry: true, live: emptyLive() });
+    const nat = first.slice(0, first.indexOf("*raw"));
+    // What iptables-save shows once the nat part was applied: the jumps appended, not inserted.
+    const savedNat = nat
+      .split("\n")
+      .filter((l) => !l.startsWith("-I "))
+      .concat(["PREROUTING", "OUTPUT", "POSTROUTING"].map((c) => `-A ${c} -j PVENAT-${c}`))
+      .join("\n");
+    const live = parseSave(savedNat, SAVED_RAW);
+    expect(diffLive(plan, live)).toEqual({ owners: [], entry: true });
+    expect(rawOf(renderRestore({ plan, owners: [], entry: false, live }))).toBe(`*raw
+:PVENAT-RAW - [0:0]
+-A PVENAT-RAW -i fwbr107i0 -p tcp -m tcp --dport 21 -j CT --helper ftp --zone 1
+-A PVENAT-RAW -i fwbr107i0 -j CT --zone 1
+-A PVENAT-RAW -i fwbr107i1 -p tcp -m tcp --dport 21 -j CT --helper ftp --zone 1
+-A PVENAT-RAW -i fwbr107i1 -j CT --zone 1
+COMMIT
+`);
+  });
+});
+
 describe("renderFlush", () => {
   it("removes every owned jump and chain, nothing else (golden)", () => {
     const live = parseSave(SAVED_NAT, SAVED_RAW);
@@ -467,7 +547,13 @@ describe("whitelist property", () => {
         fc.array(rule, { maxLength: 6 }),
         fc.array(rule, { maxLength: 4 }),
         fc.boolean(),
-        (dnat, snat, hairpin) => {
+        fc.constantFrom<string[]>([], ["fwbr+"], ["fwbr107i0", "fwbr107i1"]),
+        fc.subarray([
+          { name: "ftp", proto: "tcp" as const, port: 21 },
+          { name: "tftp", proto: "udp" as const, port: 69 },
+          { name: "sip", proto: "udp" as const, port: 5060 },
+        ]),
+        (dnat, snat, hairpin, zoneDevices, helpers) => {
           const p: NatPlan = {
             node: "pve1",
             forwards: [],
@@ -479,6 +565,8 @@ describe("whitelist property", () => {
               hostAccess: true,
               zoneFix: true,
               zoneRule: true,
+              zoneDevices,
+              helpers,
             },
           };
           let payload: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ownerChain } from "../../../src/iptables/chains.js";
 import { ruleLine } from "../../../src/iptables/render.js";
-import type { NatPlan } from "../../../src/model.js";
+import type { HostPorts, NatPlan } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
 import { conf, fw, guest107, input, nic } from "../../helpers/build.js";
 
@@ -625,16 +625,59 @@ describe("compile: run state, conflicts, protected ports", () => {
       state: "active",
     },
     {
-      name: "another public address",
+      name: "another public address, nothing listening on it",
       rule: "IN ACCEPT -p tcp -dport 22 # NAT:203.0.113.5",
       allow: [],
       state: "active",
+      ports: { any: [25], at: { "203.0.113.10": [22] } },
+    },
+    {
+      name: "another public address, host listens on every address",
+      rule: "IN ACCEPT -p tcp -dport 22 # NAT:203.0.113.5",
+      allow: [],
+      state: "error",
+      ports: { any: [22], at: {} },
+    },
+    {
+      name: "another public address, host listens on that address",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:2222",
+      allow: [],
+      state: "error",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
+    },
+    {
+      name: "another public address, listening there but allowed",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:2222",
+      allow: [2222],
+      state: "active",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
+    },
+    {
+      name: "another public address, a port in range listening on every address",
+      rule: "IN ACCEPT -p tcp -dport 3000:3200 # NAT:203.0.113.5:9000:9200",
+      allow: [],
+      state: "error",
+      ports: { any: [9100], at: {} },
+    },
+    {
+      name: "the 22/8006/3128 rule without a listener stays on public_address only",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:203.0.113.5:8006",
+      allow: [],
+      state: "active",
+      ports: { any: [], at: {} },
+    },
+    {
+      name: "public_address, listening on another address only",
+      rule: "IN ACCEPT -p tcp -dport 80 # NAT:2222",
+      allow: [],
+      state: "active",
+      ports: { any: [], at: { "203.0.113.5": [2222] } },
     },
   ])("protected host port: $name", (c) => {
     const base = guest107([c.rule]);
     const plan = compile({
       ...base,
-      hostPorts: [22, 25, 3128, 8006],
+      hostPorts: "ports" in c && c.ports ? (c.ports as HostPorts) : { any: [25], at: {} },
       config: { ...base.config, allowHostPorts: c.allow },
     });
     expect(plan.forwards.map((f) => f.state)).toEqual([c.state]);
@@ -902,6 +945,126 @@ describe("compile: settings and diagnostics", () => {
     expect(
       compile({ ...base, config: { ...base.config, conntrackZoneFix: c.mode } }).entry.zoneFix,
     ).toBe(c.want);
+  });
+
+  describe("conntrack zone scope and helpers (issue 12)", () => {
+    const FWD = "IN ACCEPT -p tcp -dport 21 # NAT:2121";
+    const zoneInput = (
+      over: {
+        hairpin?: boolean;
+        mode?: "auto" | "yes" | "no";
+        helpers?: string;
+        clusterEnable?: string | null;
+        node?: boolean;
+        stopped107?: boolean;
+      } = {},
+    ) =>
+      input({
+        config: { hairpin: over.hairpin ?? false, conntrackZoneFix: over.mode ?? "auto" },
+        cluster:
+          over.clusterEnable === null
+            ? null
+            : {
+                options: { enable: over.clusterEnable ?? "1" },
+                rules: over.node ? ["OUT ACCEPT -source 10.10.10.0/24 # NAT"] : [],
+              },
+        host: { options: over.helpers ? { nf_conntrack_helpers: over.helpers } : {} },
+        guests: {
+          // NAT guest, two firewall=1 NICs and a plain one.
+          107: {
+            nics: [nic(0, "10.10.10.107/24", true), nic(1, null, true), nic(2, null, false)],
+            state: over.stopped107 ? "stopped" : "running",
+            fw: { rules: [FWD] },
+          },
+          // firewall=1 guest without NAT rules: never in the zone of its own.
+          108: { nics: [nic(0, "10.10.10.108/24", true)], fw: { rules: [] } },
+          109: { nics: [nic(0, "10.10.10.109/24", true)], fw: null },
+        },
+      });
+    const entry = (over: Parameters<typeof zoneInput>[0] = {}) => {
+      const e = compile(zoneInput(over)).entry;
+      return {
+        zoneFix: e.zoneFix,
+        zoneDevices: e.zoneDevices,
+        helpers: e.helpers.map((h) => h.name),
+      };
+    };
+
+    it.each([
+      {
+        name: "only the firewall=1 NICs of guests with active forwards",
+        over: {},
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+      {
+        name: "no active forward → no zone device at all",
+        over: { stopped107: true },
+        want: { zoneFix: true, zoneDevices: [], helpers: [] },
+      },
+      {
+        name: "conntrack_zone_fix = yes: every NIC of those guests",
+        over: { mode: "yes" as const },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1", "fwbr107i2"], helpers: [] },
+      },
+      {
+        name: "conntrack_zone_fix = no: none",
+        over: { mode: "no" as const, helpers: "ftp" },
+        want: { zoneFix: false, zoneDevices: [], helpers: [] },
+      },
+      {
+        name: "a node-level forward may NAT any guest: fwbr+",
+        over: { node: true },
+        want: { zoneFix: true, zoneDevices: ["fwbr+"], helpers: [] },
+      },
+      {
+        name: "hairpin: any guest may reach a forward: fwbr+",
+        over: { hairpin: true },
+        want: { zoneFix: true, zoneDevices: ["fwbr+"], helpers: [] },
+      },
+      {
+        name: "host.fw helpers, in the order written, duplicates once",
+        over: { helpers: "tftp,ftp,tftp" },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: ["tftp", "ftp"] },
+      },
+      {
+        name: "helpers only while the datacenter firewall is on",
+        over: { helpers: "ftp", clusterEnable: "0" },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+      {
+        name: "no cluster.fw: the datacenter firewall is off",
+        over: { helpers: "ftp", clusterEnable: null },
+        want: { zoneFix: true, zoneDevices: ["fwbr107i0", "fwbr107i1"], helpers: [] },
+      },
+    ])("$name", ({ over, want }) => {
+      expect(entry(over)).toEqual(want);
+    });
+
+    it("helpers carry pve-firewall's ports", () => {
+      expect(compile(zoneInput({ helpers: "ftp,tftp,irc,sip,amanda,pptp" })).entry.helpers).toEqual(
+        [
+          { name: "ftp", proto: "tcp", port: 21 },
+          { name: "tftp", proto: "udp", port: 69 },
+          { name: "irc", proto: "tcp", port: 6667 },
+          { name: "sip", proto: "udp", port: 5060 },
+          { name: "amanda", proto: "udp", port: 10080 },
+          { name: "pptp", proto: "tcp", port: 1723 },
+        ],
+      );
+    });
+
+    it("a fwbr name over 15 bytes (net10 of a 9-digit vmid) cannot exist and is left out", () => {
+      const vmid = 999_999_999;
+      const base = input({
+        guests: {
+          [vmid]: {
+            nics: [nic(0, "10.10.10.9/24", true), nic(10, null, true)],
+            fw: { rules: [FWD] },
+          },
+        },
+      });
+      expect(compile(base).entry.zoneDevices).toEqual(["fwbr999999999i0"]);
+    });
   });
 
   it("collects file diagnostics, de-duplicated and sorted by file then line", () => {

@@ -58,7 +58,7 @@ function load(): NodeInput {
     node: config.node ?? "pve1",
     config,
     publicAddress: config.publicAddress,
-    hostPorts: [22, 3128, 8006],
+    hostPorts: { any: [22], at: {} },
     cluster,
     host,
     guests,

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { decodeProcAddress, interfaceIPv4, parseListening } from "../../../src/pve/host.js";
+import {
+  decodeProcAddress,
+  interfaceIPv4,
+  parseListening,
+  sameHostPorts,
+} from "../../../src/pve/host.js";
 
 // Real /proc/net/tcp and tcp6 lines (header + LISTEN/ESTABLISHED entries).
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -27,11 +32,27 @@ describe("listening ports", () => {
     expect(decodeProcAddress(hex)).toEqual(expected);
   });
 
-  it("keeps LISTEN sockets on the address or a wildcard (v4 and v6)", () => {
-    expect(parseListening(TCP, "203.0.113.10")).toEqual([22, 8006]);
-    expect(parseListening(TCP6, "203.0.113.10")).toEqual([3128, 443]);
-    expect(parseListening(TCP, "203.0.113.11")).toEqual([22, 80]);
-    expect(parseListening(TCP6, "203.0.113.11")).toEqual([3128]);
+  it("keeps LISTEN sockets by bound address: wildcard, IPv4, v4-mapped (not IPv6-only ones)", () => {
+    expect(parseListening([TCP, TCP6])).toEqual({
+      any: [22, 3128],
+      at: { "127.0.0.1": [25], "203.0.113.10": [443, 8006], "203.0.113.11": [80] },
+    });
+    expect(parseListening([TCP])).toEqual({
+      any: [22],
+      at: { "127.0.0.1": [25], "203.0.113.10": [8006], "203.0.113.11": [80] },
+    });
+    expect(parseListening([""])).toEqual({ any: [], at: {} });
+  });
+
+  it.each([
+    [{ any: [], at: {} }, { any: [], at: {} }, true],
+    [{ any: [22], at: {} }, { any: [22], at: {} }, true],
+    [{ any: [22], at: {} }, { any: [22, 80], at: {} }, false],
+    [{ any: [], at: { "203.0.113.5": [80] } }, { any: [], at: { "203.0.113.5": [80] } }, true],
+    [{ any: [], at: { "203.0.113.5": [80] } }, { any: [], at: { "203.0.113.6": [80] } }, false],
+    [{ any: [], at: { "203.0.113.5": [80] } }, { any: [], at: { "203.0.113.5": [81] } }, false],
+  ])("sameHostPorts %j %j → %s", (a, b, same) => {
+    expect(sameHostPorts(a, b)).toBe(same);
   });
 });
 
