@@ -31,6 +31,7 @@ interface Args {
   out: string;
   profile: string | null;
   debugLog: boolean;
+  footprint: boolean;
 }
 
 function usage(): never {
@@ -42,6 +43,7 @@ function usage(): never {
       "  --bin      pve-nat to measure (default dist/pve-nat, built if missing or stale)",
       "  --profile  DIR: run the daemon from a dev bundle under node --cpu-prof (profiles in DIR)",
       "  --debug-log  daemon at log_level = debug: records its per-cycle load/restore split",
+      "  --footprint  only reconcile, the idle window (CPU, file calls, memory) and the burst",
       "",
     ].join("\n"),
   );
@@ -57,6 +59,7 @@ function parseArgs(argv: string[]): Args {
     out: "",
     profile: null,
     debugLog: false,
+    footprint: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -68,15 +71,17 @@ function parseArgs(argv: string[]): Args {
     else if (k === "--out") a.out = path.resolve(v());
     else if (k === "--profile") a.profile = path.resolve(v());
     else if (k === "--debug-log") a.debugLog = true;
+    else if (k === "--footprint") a.footprint = true;
     else usage();
   }
   if (a.counts.length === 0) a.counts = a.quick ? [10, 100] : [10, 100, 1000];
   if (a.counts.some((c) => !Number.isInteger(c) || c < 1 || c > 5000)) usage();
   if (a.backends?.some((b) => b !== "nft" && b !== "legacy")) usage();
   if (!a.out) {
-    a.out = a.quick
-      ? path.join(os.tmpdir(), "pve-nat-bench-quick.json")
-      : path.join(REPO, "bench/results.json");
+    a.out =
+      a.quick || a.footprint
+        ? path.join(os.tmpdir(), `pve-nat-bench-${a.footprint ? "footprint" : "quick"}.json`)
+        : path.join(REPO, "bench/results.json");
   }
   return a;
 }
@@ -92,6 +97,8 @@ function runsFor(quick: boolean): Runs {
         applyBudgetBigMs: 8_000,
         editBudgetMs: 5_000,
         seedReps: { "10": 2, "100": 1 },
+        idleSeconds: 10,
+        fsSeconds: 5,
       }
     : {
         hooks: 52,
@@ -101,6 +108,8 @@ function runsFor(quick: boolean): Runs {
         applyBudgetBigMs: 55_000,
         editBudgetMs: 30_000,
         seedReps: { "10": 5, "100": 3 },
+        idleSeconds: 30,
+        fsSeconds: 10,
       };
 }
 
@@ -296,6 +305,7 @@ async function orchestrate(a: Args): Promise<void> {
         work: path.join(workDir, backend),
         runs: runsFor(a.quick),
         debugLog: a.debugLog || a.profile !== null,
+        footprint: a.footprint,
         ...(a.profile ? { daemonBin: await profiledDaemon(a.profile, backend) } : {}),
       });
       reports.push(backendReport(backend, res.counts));
@@ -307,8 +317,8 @@ async function orchestrate(a: Args): Promise<void> {
   const seconds = Math.round((performance.now() - started) / 1000);
   const results = {
     generated: new Date().toISOString(),
-    command: `npm run bench${a.quick ? " -- --quick" : ""}`,
-    mode: a.quick ? "quick" : "full",
+    command: `npm run bench${a.quick ? " -- --quick" : ""}${a.footprint ? " -- --footprint" : ""}`,
+    mode: a.footprint ? "footprint" : a.quick ? "quick" : "full",
     duration_s: seconds,
     machine: info,
     binary: bin.describe,
@@ -325,7 +335,9 @@ async function orchestrate(a: Args): Promise<void> {
         "seed_equivalent_ms: flush nat + one `iptables -t nat -A` process per rule; at 1000 guests estimated from the first and last 500 appends (linear growth)",
         "reconcile_ms: daemon spawn → its 'reconciled' log line (all chains live); reconcile_daemon_ms: the daemon's own figure",
         "burst: every guest's run state removed and its chains gone, then run state back and one post-start per guest sent over one socket; total = first send → last ack",
-        "rss_mb: daemon VmRSS after the burst",
+        "rss_mb: daemon VmRSS after the burst; rss_detail_mb.peak: VmHWM (the most it ever had resident: reconcile, events, burst)",
+        "idle: a quiet window after the reconcile (2 polls later): CPU seconds per wall second from /proc/<pid>/stat (own; children = drift-check iptables-save), then a separate window under `strace -f -y -e trace=%file,%desc` counting calls that name a path or fd under <root>/etc/pve (stat+open is the headline)",
+        "memory (MB): rss/anon/file from /proc (file = the executable's pages, shared with every hook process); heap_used/heap_total/external/array_buffers/code from the daemon's own `ping` reply (process.memoryUsage, V8 code space + bytecode)",
       ],
     },
     backends: Object.fromEntries(reports.map((r) => [r.backend, r])),

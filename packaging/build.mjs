@@ -71,6 +71,13 @@ function prepareInputs() {
   return { addon, node };
 }
 
+/** V8 heap settings for the executable (issue 10). The young generation's semi-spaces grow to
+ *  16 MB each under the daemon's allocation rate (cycles allocate short-lived strings and
+ *  arrays), and V8 keeps what it grew: most of the daemon's heap was empty young space. 1 MB
+ *  semi-spaces cost a few more scavenges (each well under a millisecond at this size) and keep
+ *  the committed heap near what is live. A hook process allocates less than one semi-space. */
+const V8_FLAGS = ["--max-semi-space-size=1"];
+
 // 2–4. Bundle → SEA blob (with the addon as an asset) → inject into the stripped Node.
 async function buildExecutable({ addon, node }) {
   const addonInfo = { sha256: sha256(addon), size: statSync(addon).size };
@@ -90,6 +97,9 @@ async function buildExecutable({ addon, node }) {
     // byte-identical executable from the same inputs.
     useCodeCache: !args.has("--reproducible"),
     useSnapshot: false,
+    // Node options every start carries (Node ≥ 24.6 reads them from the blob; the daemon and
+    // each hook process alike). See V8_FLAGS.
+    execArgv: V8_FLAGS,
     assets: { "zeromq.node": addon },
   };
   const configFile = path.join(work, "sea-config.json");

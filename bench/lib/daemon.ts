@@ -23,6 +23,12 @@ export interface Daemon {
   cycles: CycleLog[];
   errors: string[];
   rssMb(): Promise<{ rss: number; hwm: number }>;
+  /** CPU seconds used so far: the daemon's own, and its waited-for children's (iptables-save
+   *  of the drift check, restores). */
+  cpuSeconds(): Promise<{ self: number; children: number }>;
+  /** /proc/<pid>/smaps_rollup: anonymous (heap, stacks, allocator) and file-backed (the
+   *  executable's pages, shared with every other process running it) resident MB. */
+  smapsMb(): Promise<{ anon: number; file: number } | null>;
   stop(): Promise<void>;
 }
 
@@ -73,6 +79,26 @@ export function startDaemon(bin: readonly string[], root: string): Daemon {
       const kb = (key: string) =>
         Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
       return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+    },
+    async cpuSeconds() {
+      // Fields after the command name: utime, stime, cutime, cstime are fields 14–17 (USER_HZ).
+      const stat = await readFile(`/proc/${proc.pid}/stat`, "utf8");
+      const f = stat
+        .slice(stat.lastIndexOf(")") + 2)
+        .split(" ")
+        .map(Number);
+      const hz = 100;
+      return {
+        self: ((f[11] ?? 0) + (f[12] ?? 0)) / hz,
+        children: ((f[13] ?? 0) + (f[14] ?? 0)) / hz,
+      };
+    },
+    async smapsMb() {
+      const text = await readFile(`/proc/${proc.pid}/smaps_rollup`, "utf8").catch(() => null);
+      if (text === null) return null;
+      const kb = (key: string) =>
+        Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
+      return { anon: kb("Anonymous") / 1024, file: (kb("Rss") - kb("Anonymous")) / 1024 };
     },
     stop: () => proc.stop("SIGTERM", 10_000),
   };

@@ -1,6 +1,7 @@
 // The part of the bench that runs inside the node's network namespace (one backend, every
 // guest count): the daemon, its hooks and events, the floor, the old approach. Prints one
 // "RESULT <json>" line on stdout; progress goes to stderr.
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Request } from "../../src/bus/protocol.js";
 import { busClient } from "./bus.js";
@@ -43,6 +44,9 @@ export interface Runs {
   editBudgetMs: number;
   /** Full seed-equivalent repetitions per guest count (the 1000-guest one is extrapolated). */
   seedReps: Record<string, number>;
+  /** Quiet window after the reconcile: CPU seconds (s) and, under strace, file calls (s). */
+  idleSeconds: number;
+  fsSeconds: number;
 }
 
 export interface InnerOptions {
@@ -58,6 +62,37 @@ export interface InnerOptions {
   debugLog?: boolean;
   /** argv prefix for the daemon when it differs from `bin` (e.g. under `node --cpu-prof`). */
   daemonBin?: string[];
+  /** Only the footprint: reconcile, the idle window, the burst (no hooks, edits, seed). */
+  footprint?: boolean;
+}
+
+/** What the daemon's memory is made of at one moment, MB: from /proc (rss, anon, file) and
+ *  from the daemon itself (`ping` reply: V8 heap used/committed, external, code). */
+export interface Footprint {
+  rss: number;
+  anon: number | null;
+  file: number | null;
+  heap_used: number | null;
+  heap_total: number | null;
+  external: number | null;
+  array_buffers: number | null;
+  code: number | null;
+}
+
+export interface IdleResult {
+  window_s: number;
+  /** CPU seconds per wall second over the window: the daemon's own, and its children's. */
+  cpu_s_per_s: number;
+  children_cpu_s_per_s: number;
+  /** System calls naming a path (or an fd) under <root>/etc/pve, per second, from strace over
+   *  fs_window_s (a separate window: strace slows the process it traces). */
+  fs: {
+    window_s: number;
+    per_s: Record<string, number>;
+    stat_open_per_s: number;
+    total_per_s: number;
+  } | null;
+  memory: Footprint;
 }
 
 export interface SeedResult {
@@ -117,6 +152,9 @@ export interface CountResult {
     cycles: number | null;
   };
   rss_mb: { idle: number; after_burst: number; peak: number };
+  idle: IdleResult;
+  /** After the burst (peak = VmHWM: the most the daemon ever had resident). */
+  memory_after_burst: Footprint;
   seed: SeedResult;
   daemon_errors: string[];
 }
@@ -454,6 +492,124 @@ async function seed(o: InnerOptions, save: string, count: number): Promise<SeedR
   };
 }
 
+const MB = 1024 * 1024;
+
+async function footprint(daemon: Daemon, socket: string): Promise<Footprint> {
+  // /proc first: the ping reply itself allocates a little.
+  const { rss } = await daemon.rssMb();
+  const smaps = await daemon.smapsMb();
+  const bus = busClient(socket);
+  const reply = await bus.call({ v: 1, type: "ping" }, 5000);
+  bus.close();
+  const m =
+    reply?.ok && reply.result && typeof reply.result === "object"
+      ? ((reply.result as { memory?: Record<string, number> }).memory ?? null)
+      : null;
+  const mb = (k: string) => (m && typeof m[k] === "number" ? r1((m[k] as number) / MB) : null);
+  return {
+    rss: r1(rss),
+    anon: smaps ? r1(smaps.anon) : null,
+    file: smaps ? r1(smaps.file) : null,
+    heap_used: mb("heapUsed"),
+    heap_total: mb("heapTotal"),
+    external: mb("external"),
+    array_buffers: mb("arrayBuffers"),
+    code: mb("code"),
+  };
+}
+
+const STAT_CALLS = new Set(["stat", "lstat", "fstat", "newfstatat", "statx", "fstatat64"]);
+const OPEN_CALLS = new Set(["open", "openat", "openat2", "creat"]);
+
+/** Counts, per kind, the system calls of an strace -f -y log that name a path under `dir`. */
+export function fsCalls(log: string, dir: string): Record<string, number> {
+  const out: Record<string, number> = {
+    stat: 0,
+    open: 0,
+    read: 0,
+    getdents: 0,
+    close: 0,
+    other: 0,
+  };
+  for (const line of log.split("\n")) {
+    if (!line.includes(dir)) continue;
+    const m = /^(?:\[pid\s+)?\d+\]?\s+(\w+)\(/.exec(line);
+    if (!m) continue; // "<... resumed>" halves are counted at their start
+    const name = m[1] as string;
+    const kind = STAT_CALLS.has(name)
+      ? "stat"
+      : OPEN_CALLS.has(name)
+        ? "open"
+        : name === "read" || name === "pread64" || name === "readv"
+          ? "read"
+          : name === "getdents64" || name === "getdents"
+            ? "getdents"
+            : name === "close"
+              ? "close"
+              : "other";
+    out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** The daemon left alone: CPU over idleSeconds, then file calls under /etc/pve over fsSeconds. */
+async function idle(o: InnerOptions, daemon: Daemon, tree: NodeTreeLike): Promise<IdleResult> {
+  // Two polls after the reconcile: the watcher's baseline is taken, nothing is pending.
+  await sleep(2 * tree.pollIntervalMs + 200);
+  const c0 = await daemon.cpuSeconds();
+  const t0 = performance.now();
+  await sleep(o.runs.idleSeconds * 1000);
+  const c1 = await daemon.cpuSeconds();
+  const wall = (performance.now() - t0) / 1000;
+  const memory = await footprint(daemon, tree.socket);
+  let fs: IdleResult["fs"] = null;
+  const out = path.join(o.work, `strace-${daemon.proc.pid}.log`);
+  const strace = background([
+    "strace",
+    "-f",
+    "-qq",
+    "-y",
+    "-e",
+    "trace=%file,%desc",
+    "-o",
+    out,
+    "-p",
+    String(daemon.proc.pid),
+  ]);
+  await sleep(300); // attached
+  if (strace.alive()) {
+    const s0 = performance.now();
+    await sleep(o.runs.fsSeconds * 1000);
+    const secs = (performance.now() - s0) / 1000;
+    await strace.stop("SIGINT", 5000);
+    const log = await readFile(out, "utf8").catch(() => "");
+    await rm(out, { force: true });
+    const counts = fsCalls(log, path.join(tree.root, "etc/pve/"));
+    const per = (n: number) => r1(n / secs);
+    const per_s = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, per(v)]));
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    fs = {
+      window_s: r1(secs),
+      per_s,
+      stat_open_per_s: per((counts.stat ?? 0) + (counts.open ?? 0)),
+      total_per_s: per(total),
+    };
+  } else {
+    progress("strace not available: no file-call figures");
+  }
+  return {
+    window_s: r1(wall),
+    cpu_s_per_s: Math.round(((c1.self - c0.self) / wall) * 10_000) / 10_000,
+    children_cpu_s_per_s: Math.round(((c1.children - c0.children) / wall) * 10_000) / 10_000,
+    fs,
+    memory,
+  };
+}
+
+type NodeTreeLike = { root: string; socket: string; pollIntervalMs: number };
+
+const NO_RUNS: Summary = summarize([]);
+
 async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
   label = `${o.backend} ${count} guests`;
   const tree = await writeNode(path.join(o.work, `n${count}`), count, o.backend, o.debugLog);
@@ -489,6 +645,11 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       `reconciled in ${r1(reconcileWall)} ms (daemon: ${rec.ms} ms), chains ok: ${chainsOk}`,
     );
     const rssIdle = await daemon.rssMb();
+    progress(`idle: ${o.runs.idleSeconds} s quiet window, then ${o.runs.fsSeconds} s under strace`);
+    const quiet = await idle(o, daemon, tree);
+    progress(
+      `idle: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB (heap ${quiet.memory.heap_used}/${quiet.memory.heap_total} MB)`,
+    );
 
     events = collectEvents(tree.eventsSocket);
     // The subscription is live once an event gets through (zeromq's slow joiner).
@@ -510,7 +671,21 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
     for (const vmid of ids)
       payloads.set(vmid, floorPayload(vmid, chains.get(vmid) ?? { dnat: [], snat: [] }));
     const cycleStart = daemon.cycles.length;
-    const af = await applyAndFloor(o, tree, events, payloads, ids, count);
+    const af = o.footprint
+      ? {
+          hook: NO_RUNS,
+          hook_pre: NO_RUNS,
+          hook_failures: 0,
+          node_e0: NO_RUNS,
+          bin_true: NO_RUNS,
+          bin_version: NO_RUNS,
+          apply: NO_RUNS,
+          apply_missing: 0,
+          apply_outside: NO_RUNS,
+          floor: NO_RUNS,
+          apply_budget_hit: false,
+        }
+      : await applyAndFloor(o, tree, events, payloads, ids, count);
     const one = daemon.cycles.slice(cycleStart).filter((c) => c.owners === 1 && !c.full);
     const cycleSplit = {
       load_ms: r1(median(one.map((c) => c.loadMs))),
@@ -525,13 +700,24 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       );
     }
 
-    progress(`edit→live: ${o.runs.edits} edits`);
-    const ed = await edits(o, tree, events, ids);
+    let ed: Awaited<ReturnType<typeof edits>> = {
+      edit: NO_RUNS,
+      edit_failures: 0,
+      edit_budget_hit: false,
+    };
+    if (!o.footprint) {
+      progress(`edit→live: ${o.runs.edits} edits`);
+      ed = await edits(o, tree, events, ids);
+    }
 
     progress(`burst: ${count} post-start events`);
     const b = await burst(o, tree, count, daemon, holder);
     progress(`burst: all live in ${b.total_ms} ms, lost ${b.lost}`);
     const rssAfter = await daemon.rssMb();
+    const memoryAfter = await footprint(daemon, tree.socket);
+    progress(
+      `after the burst: RSS ${memoryAfter.rss} MB (peak ${r1(rssAfter.hwm)}), heap ${memoryAfter.heap_used}/${memoryAfter.heap_total} MB`,
+    );
 
     const finalSave = await saveNat(o.backend);
     events.close();
@@ -540,9 +726,22 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
     const daemonErrors = daemon.errors.slice(0, 10);
     daemon = null;
 
-    progress("seed-equivalent (old approach)");
-    const s = await seed(o, finalSave, count);
-    progress(`seed-equivalent: ${s.ms_p50} ms${s.extrapolated ? " (extrapolated)" : ""}`);
+    let s: SeedResult;
+    if (o.footprint) {
+      s = {
+        rules: 0,
+        extrapolated: false,
+        runs_ms: [],
+        ms_p50: Number.NaN,
+        flush_ms: Number.NaN,
+        append_first_ms: Number.NaN,
+        append_last_ms: Number.NaN,
+      };
+    } else {
+      progress("seed-equivalent (old approach)");
+      s = await seed(o, finalSave, count);
+      progress(`seed-equivalent: ${s.ms_p50} ms${s.extrapolated ? " (extrapolated)" : ""}`);
+    }
 
     return {
       guests: count,
@@ -558,6 +757,8 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       ...ed,
       burst: b,
       rss_mb: { idle: r1(rssIdle.rss), after_burst: r1(rssAfter.rss), peak: r1(rssAfter.hwm) },
+      idle: quiet,
+      memory_after_burst: memoryAfter,
       seed: s,
       daemon_errors: daemonErrors,
     };

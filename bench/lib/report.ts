@@ -41,6 +41,9 @@ export interface Figures {
   burst: CountResult["burst"];
   rss_mb: number;
   rss_detail_mb: CountResult["rss_mb"];
+  /** The quiet window after the reconcile: CPU, file calls under /etc/pve, memory. */
+  idle: CountResult["idle"];
+  memory_after_burst_mb: CountResult["memory_after_burst"];
 }
 
 export interface BackendReport {
@@ -111,6 +114,8 @@ export function figures(c: CountResult): Figures {
     burst: c.burst,
     rss_mb: c.rss_mb.after_burst,
     rss_detail_mb: c.rss_mb,
+    idle: c.idle,
+    memory_after_burst_mb: c.memory_after_burst,
   };
 }
 
@@ -146,6 +151,9 @@ export function targets(reports: readonly BackendReport[]): Target[] {
     const counts = Object.values(rep.counts).sort((x, y) => x.guests - y.guests);
     const big = counts.at(-1);
     for (const f of counts) {
+      out.push(...footprintTargets(b, f, big));
+      // --footprint runs no hooks, events or edits.
+      if (f.apply_ms.n === 0 && f.hook_ms.n === 0) continue;
       const limit = f.node_e0_ms.p50 + f.floor_ms.p50 + 25;
       out.push({
         backend: b,
@@ -183,7 +191,7 @@ export function targets(reports: readonly BackendReport[]): Target[] {
         met: f.edit_to_live_ms.p95 <= 2000 && f.edit_to_live_ms.failures === 0,
       });
     }
-    if (rep.growth) {
+    if (rep.growth && Number.isFinite(rep.growth.apply_p50)) {
       const g = rep.growth;
       out.push({
         backend: b,
@@ -193,7 +201,7 @@ export function targets(reports: readonly BackendReport[]): Target[] {
         met: g.apply_p50 <= 1.2 * g.floor_p50,
       });
     }
-    if (big) {
+    if (big && Number.isFinite(big.seed_equivalent_ms.ms)) {
       const at = `@${big.guests}`;
       out.push({
         backend: b,
@@ -216,14 +224,56 @@ export function targets(reports: readonly BackendReport[]): Target[] {
         value: `${ms(big.burst.total_ms)}, ${big.burst.lost} lost`,
         met: big.burst.total_ms <= 3000 && big.burst.lost === 0,
       });
-      out.push({
-        backend: b,
-        what: `RSS ${at}`,
-        target: "≤ 100 MB",
-        value: `${big.rss_mb} MB`,
-        met: big.rss_mb <= 100,
-      });
     }
+  }
+  return out;
+}
+
+/** File calls under /etc/pve a poll needs at N guests: one stat per guest .fw (pmxcfs keeps no
+ *  change counter for firewall/*.fw, and edit→live must stay within 2 s), plus a constant few
+ *  (.vmlist, pve-nat.conf, cluster.fw, host.fw, the guest directories when .vmlist changed). */
+export function fsCallBound(guests: number, pollMs: number): number {
+  return ((guests + 10) * 1000) / pollMs;
+}
+
+/** Issue 10: memory, idle CPU and file calls. `big` is the largest count of the run. */
+function footprintTargets(b: string, f: Figures, big: Figures | undefined): Target[] {
+  const out: Target[] = [];
+  const at = `@${f.guests}`;
+  if (f.guests === 10) {
+    out.push({
+      backend: b,
+      what: `RSS idle ${at}`,
+      target: "≤ 60 MB",
+      value: `${f.rss_detail_mb.idle} MB`,
+      met: f.rss_detail_mb.idle <= 60,
+    });
+  }
+  if (f === big) {
+    out.push({
+      backend: b,
+      what: `RSS peak ${at}`,
+      target: "≤ 100 MB (VmHWM: reconcile, events, burst)",
+      value: `${f.rss_detail_mb.peak} MB (after burst ${f.rss_mb} MB)`,
+      met: f.rss_detail_mb.peak <= 100,
+    });
+    out.push({
+      backend: b,
+      what: `idle CPU ${at}`,
+      target: "≤ 0.5 % of a core",
+      value: `${r2(f.idle.cpu_s_per_s * 100)} % (${f.idle.window_s} s)`,
+      met: f.idle.cpu_s_per_s <= 0.005,
+    });
+    const bound = fsCallBound(f.guests, 1000);
+    out.push({
+      backend: b,
+      what: `stat+open/s under /etc/pve ${at}`,
+      target: `≤ N + 10 per 1 s poll = ${bound}/s`,
+      value: f.idle.fs
+        ? `${f.idle.fs.stat_open_per_s}/s (all calls ${f.idle.fs.total_per_s}/s)`
+        : "no strace",
+      met: f.idle.fs !== null && f.idle.fs.stat_open_per_s <= bound,
+    });
   }
   return out;
 }
@@ -255,6 +305,10 @@ export function renderTables(reports: readonly BackendReport[]): string {
         `${f.burst.total_ms} (${f.burst.events} ev${f.burst.cycles === null ? "" : `, ${f.burst.cycles} restores`})`,
         String(f.burst.lost),
         String(f.rss_mb),
+        `${f.rss_detail_mb.idle} / ${f.rss_detail_mb.peak}`,
+        memText(f.idle.memory),
+        `${r2(f.idle.cpu_s_per_s * 100)} %`,
+        f.idle.fs ? `${f.idle.fs.stat_open_per_s} / ${f.idle.fs.total_per_s}` : "-",
         f.daemon_cycle_split_p50_ms.n > 0
           ? p(f.daemon_cycle_split_p50_ms.load_ms, f.daemon_cycle_split_p50_ms.restore_ms)
           : "(--debug-log)",
@@ -285,6 +339,10 @@ export function renderTables(reports: readonly BackendReport[]): string {
       "burst all live",
       "lost",
       "RSS MB",
+      "RSS idle / peak",
+      "idle heap used/total, ext, code",
+      "idle CPU",
+      "idle /etc/pve stat+open / all per s",
       "daemon load/restore p50",
     ],
     rows2,
@@ -304,6 +362,10 @@ export function renderTables(reports: readonly BackendReport[]): string {
     "",
     ...growth,
   ].join("\n");
+}
+
+function memText(m: Figures["idle"]["memory"]): string {
+  return `${m.heap_used ?? "?"}/${m.heap_total ?? "?"}, ${m.external ?? "?"}, ${m.code ?? "?"}`;
 }
 
 export function renderTargets(ts: readonly Target[]): string {

@@ -3,6 +3,7 @@ import type { Reply, Request } from "../bus/protocol.js";
 import type { DaemonMetrics } from "../metrics/registry.js";
 import type { Applier, ApplyResult } from "./applier.js";
 import { ackMessage, type Lifecycle } from "./lifecycle.js";
+import { type MemoryReport, memoryReport } from "./memory.js";
 
 // Bus requests → applier/lifecycle calls → one reply. Every reply is sent only once the
 // requested state is live (or has failed), so a hook's ack means what SPEC §1 says.
@@ -18,6 +19,8 @@ export interface DaemonStatus {
   /** Guests inside their start grace, and guests held down after post-stop. */
   pending: number[];
   down: number[];
+  /** What the daemon's memory is made of (bytes). */
+  memory: MemoryReport;
 }
 
 export interface HandlerDeps {
@@ -59,6 +62,7 @@ export function daemonStatus(applier: Applier, lifecycle: Lifecycle): DaemonStat
     backend: s.backend,
     pending: [...lifecycle.pending()].sort((a, b) => a - b),
     down: [...lifecycle.down()].sort((a, b) => a - b),
+    memory: memoryReport(),
   };
 }
 
@@ -80,7 +84,8 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Repl
     try {
       switch (req.type) {
         case "ping":
-          return ok("pong");
+          // The daemon object without the plan: cheap enough to poll (the bench does).
+          return ok("pong", daemonStatus(applier, lifecycle));
         case "metrics":
           return deps.metrics
             ? ok("metrics", deps.metrics.snapshot())

@@ -3,16 +3,21 @@
 // run in.
 
 import { readFile } from "node:fs/promises";
-import { run } from "../exec.js";
+import { networkInterfaces } from "node:os";
 import type { HostPorts } from "../model.js";
 
-/** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address). */
+/** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address).
+ *  getifaddrs (os.networkInterfaces) in-process, in the kernel's order (primary first), as
+ *  `ip` prints it: the daemon asks on every poll, and spawning `ip` from it cost more than the
+ *  poll itself (issue 10). */
 export async function interfaceIPv4(iface: string): Promise<string | null> {
-  // An interface name never starts with '-' (config validates it); `dev` keeps it an argument.
-  const r = await run("ip", ["-4", "-o", "addr", "show", "dev", iface], { timeoutMs: 5000 });
-  if (r.code !== 0) return null;
-  const m = /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(r.stdout);
-  return m?.[1] ?? null;
+  let list: ReturnType<typeof networkInterfaces>[string];
+  try {
+    list = networkInterfaces()[iface];
+  } catch {
+    return null;
+  }
+  return list?.find((a) => a.family === "IPv4")?.address ?? null;
 }
 
 /** /proc/net/tcp prints each 32-bit word of an address in host (little-endian) order. */

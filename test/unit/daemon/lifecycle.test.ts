@@ -127,10 +127,6 @@ describe("lifecycle", () => {
 
   it.each([
     [
-      { v: 1, type: "ping" },
-      { v: 1, ok: true, message: "pong" },
-    ],
-    [
       { v: 1, type: "hook", vmid: 101, phase: "pre-stop" },
       { v: 1, ok: true, message: "nothing to do" },
     ],
@@ -138,6 +134,21 @@ describe("lifecycle", () => {
     const n = node(new Set());
     const handle = createHandler({ applier: n.applier, lifecycle: n.lifecycle, log: silent });
     expect(await handle(req)).toEqual(reply);
+  });
+
+  it("ping answers with the daemon object and what its memory is made of", async () => {
+    const n = node(new Set());
+    const handle = createHandler({ applier: n.applier, lifecycle: n.lifecycle, log: silent });
+    const reply = await handle({ v: 1, type: "ping" });
+    expect(reply).toMatchObject({ ok: true, message: "pong", result: { running: true } });
+    const mem = (reply as { result: { memory: Record<string, number> } }).result.memory;
+    expect(Object.keys(mem).sort()).toEqual(
+      ["arrayBuffers", "code", "external", "heapTotal", "heapUsed", "rss"].sort(),
+    );
+    expect(mem.heapUsed).toBeGreaterThan(0);
+    expect(mem.heapUsed).toBeLessThanOrEqual(mem.heapTotal as number);
+    expect(mem.code).toBeGreaterThan(0);
+    expect(mem.rss).toBeGreaterThan(mem.heapUsed as number);
   });
 
   it("handler: hooks, guest up/down, flush pauses, apply --all resumes, status reports it", async () => {
