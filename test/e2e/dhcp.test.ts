@@ -136,12 +136,14 @@ async function reached(s: Scenario): Promise<string | null> {
 }
 
 const RULES = ["IN ACCEPT -p tcp -dport 22 # NAT:2222 ssh to a DHCP guest", "OUT ACCEPT # NAT"];
+/** Plus a UDP forward: a flow that keeps its source port must not stick to the old address. */
+const DHCP_RULES = [...RULES, "IN ACCEPT -p udp -dport 9 # NAT:9009"];
 
 async function dhcpScenario(firewall: boolean): Promise<{ s: Scenario; g: Guest; d: Dhcp }> {
   sc = await createScenario();
   const s = sc;
   const g = await s.sim.addGuest({ vmid: VMID, dhcp: true, firewall, plug: false });
-  await s.sim.writePve(`firewall/${VMID}.fw`, guestFw(RULES, { enable: false }));
+  await s.sim.writePve(`firewall/${VMID}.fw`, guestFw(DHCP_RULES, { enable: false }));
   const d = await setupFiles(s);
   // No host entry yet: the first address comes from the dynamic range, so only the lease
   // file knows it.
@@ -167,6 +169,7 @@ describe("forwards follow DHCP (dnsmasq leases)", () => {
       expect(before.forwards.map((f) => `${f.direction} ${f.state}`)).toEqual([
         "in pending",
         "out pending",
+        "in pending",
       ]);
       expect(before.forwards[0]?.reason).toContain(guestMac(VMID));
       await service(s, g);
@@ -187,10 +190,16 @@ describe("forwards follow DHCP (dnsmasq leases)", () => {
       expect(now.forwards.map((f) => `${f.state} ${f.private.address}`)).toEqual([
         `active ${FIRST}`,
         `active ${FIRST}`,
+        `active ${FIRST}`,
       ]);
       expect(
         now.forwards.map((f) => (f.private as Record<string, unknown>).address_source),
-      ).toEqual(["lease", "lease"]);
+      ).toEqual(["lease", "lease", "lease"]);
+      // A UDP flow from a fixed source port: its conntrack entry points at the first address.
+      await s.sim.udpService(g.ns, 9, "vm107");
+      const udp = () =>
+        s.sim.udpProbe(s.sim.ns.clientA, ADDR.public, 9009, { sport: 40009, timeoutMs: 500 });
+      expect((await udp()).data).toContain("vm107");
       // OUT: the guest's own traffic is masqueraded (also from a cold firewall=1 start).
       await s.sim.tcpService(s.sim.ns.remote, 80, "remote");
       const out = await s.sim.tcpProbe(g.ns, ADDR.remote, 80, { timeoutMs: 1500 });
@@ -222,10 +231,14 @@ describe("forwards follow DHCP (dnsmasq leases)", () => {
       // …and, once there, every later connection too, with nothing reaching the old address.
       await s.sim.execOk(g.ns, ["iptables", "-w", "-t", "raw", "-Z", "PREROUTING"]);
       for (let i = 0; i < 5; i++) expect(await reached(s)).toBe(MOVED);
+      // The same UDP flow (same source port) now reaches the new address: the old address's
+      // conntrack entries were deleted with the old forward.
+      expect((await udp()).data).toContain("vm107");
       expect(await countTo(s, g, FIRST)).toBe(0);
       expect(await countTo(s, g, MOVED)).toBeGreaterThan(0);
       const after = await s.json(["status"]);
       expect(after.forwards.map((f) => `${f.state} ${f.private.address}`)).toEqual([
+        `active ${MOVED}`,
         `active ${MOVED}`,
         `active ${MOVED}`,
       ]);
