@@ -81,6 +81,8 @@ export async function writeNode(
         log_level: debugLog ? "debug" : "info",
       },
     }),
+    // pmxcfs's guest list, as on a real node: the daemon stats only the configs it marks.
+    vmlist: true,
     guests: vmids(count).map((vmid) => ({
       vmid,
       kind: "lxc",

@@ -61,11 +61,22 @@ import {
   qemuPidfile,
 } from "./runstate.js";
 import { parseSdn, SDN_FILES } from "./sdn.js";
+import { parseVmlist, vmlistVersion } from "./vmlist.js";
 
 export { parseUnixSockets } from "./runstate.js";
 
 /** An mtime (or ctime) this close to now may hide a later edit in the same second. */
 export const RECENT_MS = 2000;
+
+/** How long a guest config .vmlist marked changed is stat'ed on every pass: the same-second
+ *  mtime rule, plus pmxcfs's FUSE attribute cache (libfuse's default attr_timeout, 1 s), which
+ *  may still show the old size and mtime right after the write. */
+export const VMLIST_HOT_MS = RECENT_MS + 1000;
+
+/** Which guest configs a full pass stats: null = every one, and list the guest directories
+ *  (no usable .vmlist, or the first pass); otherwise those .vmlist marked, and the
+ *  directories only when its version moved. */
+type ConfGate = { list: boolean; touch: ReadonlySet<number> } | null;
 
 /** What to re-validate: everything (a poll, a full sync), or what some owners depend on
  *  (their guest files and run state, plus the shared files: config, cluster.fw, host.fw);
@@ -278,6 +289,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return nodeName(paths, looseConfig());
   }
 
+  let unixText: string | null = null;
   function readSockets(): void {
     let text = "";
     try {
@@ -285,6 +297,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     } catch {
       // No /proc: no LXC guest runs, as runstate.ts decides.
     }
+    // The same text names the same sockets (a thousand guests: a thousand names to split out).
+    if (text === unixText) return;
+    unixText = text;
     const next = parseUnixSockets(text);
     if (next.size !== sockets.size || [...next].some((x) => !sockets.has(x))) changes++;
     sockets = next;
@@ -373,9 +388,73 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return kindsCache;
   }
 
-  function touchGuest(vmid: number, kind: GuestKind, node: string, now: number): void {
-    touch(pve(`${rel.guestDir(node, kind)}/${vmid}.conf`), now);
-    touch(pve(rel.guestFw(vmid)), now);
+  // pmxcfs's counter for guest configs (vmlist.ts): a pass stats the configs it marks, not all
+  // of them (each stat is a round trip into pmxcfs). firewall/*.fw have no counter and are
+  // stat'ed every pass. Without .vmlist (--root trees, no pmxcfs) every config is, as before.
+  let vmlistSeen: { version: number; node: string; guests: Map<number, number> } | null = null;
+  const hot = new Map<number, number>();
+
+  function confGate(node: string, now: number): ConfGate {
+    let text: string;
+    try {
+      text = readFileSync(pve(".vmlist"), "utf8");
+    } catch {
+      vmlistSeen = null;
+      return null;
+    }
+    const version = vmlistVersion(text);
+    for (const [vmid, until] of hot) if (until <= now) hot.delete(vmid);
+    if (version !== null && vmlistSeen?.version === version && vmlistSeen.node === node)
+      return { list: false, touch: new Set(hot.keys()) };
+    const parsed = version === null ? null : parseVmlist(text);
+    if (parsed === null) {
+      vmlistSeen = null;
+      return null;
+    }
+    const before = vmlistSeen?.node === node ? vmlistSeen : null;
+    const guests = new Map<number, number>();
+    for (const [vmid, g] of parsed.guests) {
+      if (g.node !== node) continue;
+      guests.set(vmid, g.version);
+      if (before && before.guests.get(vmid) !== g.version) hot.set(vmid, now + VMLIST_HOT_MS);
+    }
+    if (before)
+      for (const vmid of before.guests.keys())
+        if (!guests.has(vmid)) hot.set(vmid, now + VMLIST_HOT_MS);
+    vmlistSeen = { version: parsed.version, node, guests };
+    return before ? { list: true, touch: new Set(hot.keys()) } : null;
+  }
+
+  // Per guest its two absolute paths: a pass would otherwise build both strings per guest.
+  const guestPaths = new Map<number, { node: string; kind: GuestKind; conf: string; fw: string }>();
+  function pathsOf(vmid: number, kind: GuestKind, node: string) {
+    let p = guestPaths.get(vmid);
+    if (p?.node !== node || p.kind !== kind) {
+      if (guestPaths.size > 100_000) guestPaths.clear();
+      p = {
+        node,
+        kind,
+        conf: pve(`${rel.guestDir(node, kind)}/${vmid}.conf`),
+        fw: pve(rel.guestFw(vmid)),
+      };
+      guestPaths.set(vmid, p);
+    }
+    return p;
+  }
+
+  function touchGuest(
+    vmid: number,
+    kind: GuestKind,
+    node: string,
+    now: number,
+    gate: ConfGate,
+  ): void {
+    const p = pathsOf(vmid, kind, node);
+    const conf = gate === null || gate.touch.has(vmid) ? undefined : files.get(p.conf);
+    // Unchanged per .vmlist: keep the entry (a stat would only confirm it).
+    if (conf) conf.seen = generation;
+    else touch(p.conf, now);
+    touch(p.fw, now);
     if (kind === "qemu") qemuCheck(vmid, now);
   }
 
@@ -545,13 +624,16 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const node = currentNode();
     touch(pve(rel.cluster), now);
     touch(pve(rel.host(node)), now);
-    listDir("qemu");
-    listDir("lxc");
+    const gate = confGate(node, now);
+    if (gate === null || gate.list) {
+      listDir("qemu");
+      listDir("lxc");
+    }
     readSockets();
     let n = 0;
     const kinds = guestKinds();
     for (const [vmid, kind] of kinds) {
-      touchGuest(vmid, kind, node, now);
+      touchGuest(vmid, kind, node, now, gate);
       // Keep the event loop free for hooks during a long pass.
       if (++n % 256 === 0) await yieldToLoop();
     }
@@ -792,7 +874,16 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return h.digest("base64");
   }
 
+  let lastFingerprint: { changes: number; addresses: string; value: Map<string, string> } | null =
+    null;
+
+  /** The same Map while nothing changed (the watcher polls it every second). */
   function fingerprint(): Map<string, string> {
+    // Neighbours and agent answers change without a file change: their hash is part of the key.
+    const addresses = factsKeyHash();
+    if (lastFingerprint?.changes === changes && lastFingerprint.addresses === addresses) {
+      return lastFingerprint.value;
+    }
     const fp = new Map<string, string>();
     const v = (abs: string) => {
       const e = entry(abs);
@@ -815,7 +906,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     }
     // Leases, IPAM, SDN, neighbours and agent answers as one value: a change re-compiles, and
     // the compile memo re-expands only the guests whose addresses changed.
-    fp.set("addresses", factsKeyHash());
+    fp.set("addresses", addresses);
+    lastFingerprint = { changes, addresses, value: fp };
     return fp;
   }
 

@@ -41,6 +41,8 @@ export interface NodeSpec {
   /** /etc/pve/nodes/<node>/host.fw; null or absent: no file. */
   host?: string | null;
   guests?: GuestFiles[];
+  /** /etc/pve/.vmlist as pmxcfs shows it, listing `guests` (version 1, each guest version 1). */
+  vmlist?: boolean;
 }
 
 export interface NodeTree {
@@ -96,7 +98,25 @@ export async function writeNode(spec: NodeSpec): Promise<NodeTree> {
   if (spec.cluster != null) await writeFile(pvePath(root, "firewall/cluster.fw"), spec.cluster);
   if (spec.host != null) await writeFile(pvePath(root, `nodes/${node}/host.fw`), spec.host);
   for (const g of spec.guests ?? []) await writeGuest(root, { node, ...g });
+  if (spec.vmlist) {
+    const ids: Record<number, [string, GuestKind, number]> = {};
+    for (const g of spec.guests ?? []) ids[g.vmid] = [g.node ?? node, g.kind, 1];
+    await writeFile(pvePath(root, ".vmlist"), vmlistText(1, ids));
+  }
   return { root, node, configPath: configPath(root) };
+}
+
+/** pmxcfs's /etc/pve/.vmlist text (pve-cluster src/pmxcfs/status.c cfs_create_vmlist_msg):
+ *  per vmid [node, type, version]. */
+export function vmlistText(
+  version: number,
+  ids: Record<number, [string, GuestKind | "openvz", number]>,
+): string {
+  const entries = Object.entries(ids).map(
+    ([vmid, [n, type, v]]) => `"${vmid}": { "node": "${n}", "type": "${type}", "version": ${v} }`,
+  );
+  if (entries.length === 0) return `{\n"version": ${version}\n\n}\n`;
+  return `{\n"version": ${version},\n"ids": {\n${entries.join(",\n")}}\n\n}\n`;
 }
 
 /** A guest's config (and .fw, when given) in an existing tree. */
