@@ -181,7 +181,7 @@ describe("pve-nat check, host prerequisites (in the test namespace)", () => {
       expect(broken.stdout).toMatch(
         /^\/proc\/sys\/net\/ipv4\/conf\/fwbr107i0\/arp_ignore: error: fwbr107i0 answers ARP \(arp_ignore=0\)/m,
       );
-      expect(broken.stdout).toMatch(/^iptables:raw: error: .*conntrack zone rule/m);
+      expect(broken.stdout).toMatch(/^iptables:raw: error: .*conntrack zone rules are missing/m);
 
       execFileSync("ip", [
         "netns",
