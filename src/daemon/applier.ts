@@ -37,6 +37,13 @@ export interface ApplierDeps {
   /** Whether the first cycle is a full sync (the daemon's start) or reads the live state and
    *  writes only what was asked plus what differs (a one-off `apply <vmid>`). Default true. */
   startFull?: boolean;
+  /** The backend to write to now, asked before every full and drift cycle but the first
+   *  (reload, apply --all, retry, drift check): pve-firewall's ExecStartPre may switch the
+   *  iptables alternative after the daemon started. A runner for another backend than the
+   *  current one moves pve-nat's chains there; null keeps the current one. */
+  redetect?(
+    current: Runner["backend"],
+  ): Promise<Pick<Runner, "restore" | "save" | "backend"> | null>;
 }
 
 export interface ApplierState {
@@ -90,7 +97,11 @@ function round(ms: number): number {
 }
 
 export function createApplier(deps: ApplierDeps): Applier {
-  const { clock, log, runner } = deps;
+  const { clock, log } = deps;
+  let runner = deps.runner;
+  let detected = false;
+  /** The backend pve-nat moved away from, while its chains may still be there. */
+  let leaving: Pick<Runner, "restore" | "save" | "backend"> | null = null;
   const retry = deps.retry ?? { baseMs: 500, maxMs: 30_000 };
   const memo = createRenderMemo();
 
@@ -128,8 +139,58 @@ export function createApplier(deps: ApplierDeps): Applier {
     return parseSave(nat, raw);
   }
 
+  /** A backend switch: the chains go to the new backend in a full cycle, then leave the old
+   *  one (`leaving`, until that succeeds). Both briefly hold them: NAT happens once per
+   *  connection, so nothing doubles. */
+  async function switchBackend(batch: Batch): Promise<void> {
+    if (!deps.redetect || !(batch.full || batch.drift || nextFull)) return;
+    if (!detected) {
+      detected = true; // the daemon detected the runner it started with
+      return;
+    }
+    let next: Pick<Runner, "restore" | "save" | "backend"> | null;
+    try {
+      next = await deps.redetect(runner.backend);
+    } catch (err) {
+      log.warn({ err: message(err) }, "cannot re-detect the iptables backend; keeping it");
+      return;
+    }
+    if (!next || next.backend === runner.backend) return;
+    log.warn(
+      { from: runner.backend, to: next.backend },
+      "iptables backend changed: moving pve-nat's chains",
+    );
+    // Back to where the chains still are: the full sync adopts them, nothing to remove.
+    leaving = leaving?.backend === next.backend ? null : runner;
+    runner = next;
+    live = null;
+    nextFull = true;
+  }
+
+  /** Removes every owned chain and jump from the backend pve-nat left; keeps trying later. */
+  async function leaveOld(): Promise<void> {
+    const old = leaving;
+    if (!old) return;
+    try {
+      const [nat, raw] = await Promise.all([old.save("nat"), old.save("raw")]);
+      const payload = renderFlush(parseSave(nat, raw));
+      if (payload !== "") await old.restore(payload);
+      leaving = null;
+      log.warn(
+        { from: old.backend, to: runner.backend },
+        "iptables backend changed: pve-nat's chains moved",
+      );
+    } catch (err) {
+      log.error(
+        { from: old.backend, to: runner.backend, err: message(err) },
+        "iptables backend changed: removing pve-nat's chains from the old backend failed; retrying at the next full or drift cycle",
+      );
+    }
+  }
+
   async function cycle(batch: Batch): Promise<ApplyResult> {
     const t0 = clock.now();
+    await switchBackend(batch);
     const full = batch.full || nextFull;
     // Only what this batch is about is re-read; the watcher re-reads everything each poll.
     // A check (watcher, post-start) or drift cycle also re-reads every guest's run state.
@@ -169,6 +230,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       live = sync.after;
     }
 
+    if (leaving && (full || batch.drift)) await leaveOld();
     const old = plan;
     plan = newPlan;
     const ms = round(clock.now() - t0);
@@ -240,6 +302,7 @@ export function createApplier(deps: ApplierDeps): Applier {
   }
 
   async function doFlush(): Promise<void> {
+    await leaveOld();
     const payload = renderFlush(await readLive());
     log.trace({ payload }, "flush payload");
     if (payload !== "") await runner.restore(payload);

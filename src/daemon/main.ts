@@ -3,7 +3,7 @@ import { type BusServer, startBus } from "../bus/server.js";
 import type { Context } from "../context.js";
 import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
-import { createRunner } from "../iptables/runner.js";
+import { type Backend, createRunner, detectBackend, runnerFor } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config } from "../model.js";
@@ -109,6 +109,17 @@ export async function runDaemon(ctx: Context): Promise<void> {
       metrics.applied(seconds, ok);
       writer?.kick();
     },
+    // iptables = auto: pve-firewall's ExecStartPre may switch the alternative after we started.
+    ...(config.iptables === "auto"
+      ? {
+          redetect: async (current: Backend) => {
+            const d = await detectBackend("auto");
+            if (d.backend === current) return null;
+            if (d.warning) log.warn(d.warning);
+            return runnerFor(d.backend, d.warning);
+          },
+        }
+      : {}),
   });
   const lifecycle = createLifecycle({
     applier,
@@ -202,7 +213,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
   drift.start();
   writer?.start();
   await writer?.write();
-  log.info({ pid: process.pid, backend: runner.backend, socket: ctx.path(config.socket) }, "ready");
+  log.info(
+    { pid: process.pid, backend: applier.state().backend, socket: ctx.path(config.socket) },
+    "ready",
+  );
 
   const sig = await stopped;
   log.info({ signal: sig }, "stopping; iptables rules stay in place");

@@ -66,7 +66,18 @@ export function runnerFor(backend: Backend, warning?: string): Runner {
 }
 
 export async function createRunner(mode: Config["iptables"]): Promise<Runner> {
-  if (mode !== "auto") return runnerFor(mode);
+  const d = await detectBackend(mode);
+  return runnerFor(d.backend, d.warning);
+}
+
+/** The backend pve-nat should write to now (SPEC §4): `iptables = nft|legacy` as configured;
+ *  `auto` the one Debian's alternatives select, unless pve-firewall's PVEFW- chains are only in
+ *  the other (then that one, with a warning). Cheap enough for every reload and drift check:
+ *  `iptables --version` and one save, two when the selected side lacks pve-firewall's chains. */
+export async function detectBackend(
+  mode: Config["iptables"],
+): Promise<{ backend: Backend; warning?: string }> {
+  if (mode !== "auto") return { backend: mode };
   const version = await run("iptables", ["--version"]);
   const selected = backendOfVersion(version);
   if (!selected) {
@@ -79,10 +90,10 @@ export async function createRunner(mode: Config["iptables"]): Promise<Runner> {
   }
   const other: Backend = selected === "nft" ? "legacy" : "nft";
   if (!(await hasPveFirewall(selected)) && (await hasPveFirewall(other))) {
-    return runnerFor(
-      other,
-      `iptables selects ${selected}, but pve-firewall's PVEFW- chains are in ${other}: using iptables-${other} (set iptables = ${other} to silence this)`,
-    );
+    return {
+      backend: other,
+      warning: `iptables selects ${selected}, but pve-firewall's PVEFW- chains are in ${other}: using iptables-${other} (set iptables = ${other} to silence this)`,
+    };
   }
-  return runnerFor(selected);
+  return { backend: selected };
 }
