@@ -13,7 +13,7 @@ export type LiveRead = { live: LiveState; unread: null } | { live: LiveState; un
 /** Whether this process runs in a named network namespace (`ip netns exec`): its namespace is
  *  one of those bound under /run/netns (what `ip netns identify` checks). /proc/1/ns is not
  *  readable in every sandbox, so init's namespace is not compared directly. */
-function inNetns(): boolean {
+export function inNetns(): boolean {
   try {
     const self = statSync("/proc/self/ns/net");
     for (const name of readdirSync("/run/netns")) {
@@ -26,11 +26,17 @@ function inNetns(): boolean {
   return false;
 }
 
+/** Whether this process may read the node's live state: root, and not a simulated node
+ *  (--root) unless inside a network namespace (which then is that node). */
+export function liveReadable(ctx: Context): string | null {
+  if (process.getuid?.() !== 0) return "not running as root";
+  if (ctx.root !== undefined && !inNetns()) return "--root outside a network namespace";
+  return null;
+}
+
 export async function readLive(ctx: Context, config: Config): Promise<LiveRead> {
-  if (process.getuid?.() !== 0) return { live: emptyLive(), unread: "not running as root" };
-  if (ctx.root !== undefined && !inNetns()) {
-    return { live: emptyLive(), unread: "--root outside a network namespace" };
-  }
+  const why = liveReadable(ctx);
+  if (why !== null) return { live: emptyLive(), unread: why };
   try {
     const runner = await createRunner(config.iptables);
     const [nat, raw] = await Promise.all([runner.save("nat"), runner.save("raw")]);

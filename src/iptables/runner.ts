@@ -65,6 +65,11 @@ export function runnerFor(backend: Backend, warning?: string): Runner {
   };
 }
 
+/** The `filter` table, read only (check's diagnosis of FORWARD); pve-nat never writes it. */
+export function saveFilter(backend: Backend): Promise<string> {
+  return run(`iptables-${backend}-save`, ["-t", "filter"]);
+}
+
 export async function createRunner(mode: Config["iptables"]): Promise<Runner> {
   const d = await detectBackend(mode);
   return runnerFor(d.backend, d.warning);

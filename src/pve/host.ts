@@ -89,3 +89,22 @@ export async function listeningPorts(): Promise<HostPorts> {
   );
   return parseListening(texts);
 }
+
+/** Pure: `ip -4 -o addr show` → interface → its addresses ("203.0.113.10/24"), in order. */
+export function parseIpAddr(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    const m = /^\d+:\s+([^\s@:]+)\S*\s+inet\s+(\d+\.\d+\.\d+\.\d+\/\d+)/.exec(line);
+    if (!m) continue;
+    const list = out.get(m[1] as string) ?? [];
+    list.push(m[2] as string);
+    out.set(m[1] as string, list);
+  }
+  return out;
+}
+
+/** Every interface's IPv4 addresses in this network namespace (empty when `ip` fails). */
+export async function interfaceAddresses(): Promise<Map<string, string[]>> {
+  const r = await run("ip", ["-4", "-o", "addr", "show"], { timeoutMs: 5000 });
+  return r.code === 0 ? parseIpAddr(r.stdout) : new Map();
+}

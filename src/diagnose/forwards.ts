@@ -1,0 +1,303 @@
+import type { Config, Diagnostic, Forward, GuestNic, NatPlan, NodeInput } from "../model.js";
+import { guestFirewallOn } from "../nat/compile.js";
+import { type IpSet, ipToInt } from "../nat/ipv4.js";
+import { resolveAddress } from "../nat/resolve.js";
+import { type Storage, snippetPath } from "../pve/hookscript.js";
+import { type PortRange, parsePorts } from "../pve/ports.js";
+import { evaluateForward, type FilterPacket, type FilterTable } from "./filter.js";
+import { evaluateGuestIn, guestPolicyIn, nicOf } from "./guestfw.js";
+import { ANY } from "./match.js";
+
+// `check` on a live node (issue 11): for each active or inactive forward, every reason it
+// cannot carry traffic, as `where: severity: what — the fix`. Pure: the shell (cli/diagnose.ts)
+// reads the facts; this module only judges them.
+
+export interface NodeFacts {
+  /** `iptables-save -t filter`, parsed; null when it could not be read. */
+  filter: FilterTable | null;
+  /** IPv4 addresses per interface, "203.0.113.10/24" as `ip -4 addr` lists them. */
+  addresses: ReadonlyMap<string, readonly string[]>;
+  /** The daemon's answer to a ping: null = it answered, else why not. */
+  daemon: null | { notRunning: true } | { error: string };
+  /** /etc/pve/storage.cfg, parsed. */
+  storages: ReadonlyMap<string, Storage>;
+  /** Snippet files that exist (their absolute paths as Proxmox sees them). */
+  existingFiles: ReadonlySet<string>;
+}
+
+function label(f: Forward): string {
+  const pub = `${f.public.address ?? "?"}:${f.public.ports ?? "*"}`;
+  const priv = `${f.private.address ?? "?"}${f.private.ports ? `:${f.private.ports}` : ""}`;
+  return f.direction === "in"
+    ? `forward ${f.origin} (${f.proto ?? "all"} ${pub} → ${priv}${f.source ? ` from ${f.source}` : ""})`
+    : `outbound NAT ${f.origin} (${priv} → ${f.destination ?? "anywhere"})`;
+}
+
+function where(file: string, line = 0) {
+  return { file, line };
+}
+
+function portsOf(text: string | null): PortRange[] | null {
+  if (text === null) return null;
+  const r = parsePorts(text);
+  return Array.isArray(r) ? r : null;
+}
+
+/** The forward's allowed sources (null: anyone), from the typed DNAT rules of the plan. */
+function sourcesOf(plan: NatPlan, index: number): IpSet | null {
+  const set: IpSet = [];
+  for (const oc of plan.chains) {
+    for (const r of oc.dnat) {
+      if (r.forward !== index || r.target.kind !== "DNAT") continue;
+      if (r.source === null) return null;
+      const res = resolveAddress(r.source, { guest: null, cluster: null });
+      if (res.kind !== "v4") return null;
+      set.push(...res.set);
+    }
+  }
+  return set.length === 0 ? null : set;
+}
+
+/** The local guest NIC that holds the forward's private address, with its guest. */
+function targetNic(input: NodeInput, f: Forward): { vmid: number; nic: GuestNic } | null {
+  const addr = f.private.address;
+  if (addr === null) return null;
+  const guests =
+    f.vmid !== null ? [[f.vmid, input.guests[f.vmid]] as const] : Object.entries(input.guests);
+  for (const [vmid, g] of guests) {
+    const nic = g ? nicOf(g.conf.nics, addr) : null;
+    if (nic) return { vmid: Number(vmid), nic };
+  }
+  return null;
+}
+
+function addressesOn(facts: NodeFacts, dev: string): string[] {
+  return (facts.addresses.get(dev) ?? []).map((a) => a.split("/")[0] as string);
+}
+
+function filterDiagnostic(
+  config: Config,
+  facts: NodeFacts,
+  f: Forward,
+  pkt: FilterPacket,
+): Diagnostic | null {
+  if (!facts.filter) return null;
+  const v = evaluateForward(facts.filter, pkt);
+  if (v.verdict !== "drop") return null;
+  const docker = facts.filter.chains.has("DOCKER");
+  const by = v.rule
+    ? `the rule "${v.rule}" drops it`
+    : `the filter FORWARD policy is ${v.policy} and no rule accepts it${docker ? " (a DOCKER chain exists: Docker sets this policy when it starts)" : ""}`;
+  const chain = docker ? "DOCKER-USER" : "FORWARD";
+  const fix =
+    f.direction === "in"
+      ? `accept forwarded connections in both directions: iptables -I ${chain} -m conntrack --ctstate DNAT -j ACCEPT (and keep it in your firewall configuration)`
+      : `accept the guest's outbound traffic and its replies: iptables -I ${chain} -i ${pkt.in ?? "<bridge>"} -o ${config.externalInterface} -j ACCEPT; iptables -I ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`;
+  return {
+    ...where("iptables:filter"),
+    severity: "error",
+    message: `${label(f)}: ${by} — ${fix}`,
+  };
+}
+
+function guestFwDiagnostic(
+  input: NodeInput,
+  f: Forward,
+  sources: IpSet | null,
+  vmid: number,
+  nic: GuestNic,
+): Diagnostic | null {
+  const g = input.guests[vmid];
+  if (!g?.fw || !nic.firewall || !guestFirewallOn(input.cluster, g.fw)) return null;
+  const ports = portsOf(f.private.ports);
+  if (f.proto === null || ports === null || f.private.address === null) return null;
+  const v = evaluateGuestIn(
+    { nic: nic.index, source: sources, dest: f.private.address, proto: f.proto, dport: ports },
+    g.fw,
+    input.cluster,
+  );
+  if (v.verdict !== "drop") return null;
+  const from = f.source ? ` -source ${f.source}` : "";
+  const want = `IN ACCEPT${from} -p ${f.proto} -dport ${f.private.ports}`;
+  const by = v.rule
+    ? `its rule at ${v.rule.file}:${v.rule.line} (${v.rule.action}) matches first`
+    : `policy_in is ${guestPolicyIn(g.fw)} and no IN rule accepts ${f.proto} port ${f.private.ports} to ${f.private.address}${sources === null ? "" : ` from ${f.source}`}`;
+  const line = v.rule?.file === g.fw.file ? v.rule.line : 0;
+  return {
+    ...where(g.fw.file, line),
+    severity: "error",
+    message: `${label(f)}: the guest firewall of ${vmid} (net${nic.index} firewall=1, enable: 1) drops the forwarded traffic after DNAT: ${by} — add "${want}" to [RULES] of ${g.fw.file}${v.rule ? " before that rule" : ""}`,
+  };
+}
+
+function gatewayDiagnostic(
+  input: NodeInput,
+  facts: NodeFacts,
+  vmid: number,
+  nic: GuestNic,
+): Diagnostic | null {
+  const g = input.guests[vmid];
+  if (!g || !nic.gw || !nic.bridge) return null;
+  const mine = addressesOn(facts, nic.bridge);
+  if (mine.includes(nic.gw)) return null;
+  const ours = mine[0];
+  const key = g.conf.kind === "qemu" ? `ipconfig${nic.index}` : `net${nic.index}`;
+  const tool = g.conf.kind === "qemu" ? "qm" : "pct";
+  const fix = ours
+    ? `set gw=${ours} (${tool} set ${vmid} --${key} …,gw=${ours}; the guest takes it at its next start)`
+    : `give ${nic.bridge} an address of the guest network and use it as gw=`;
+  return {
+    ...where(g.conf.file),
+    severity: "error",
+    message: `guest ${vmid} net${nic.index}: gw=${nic.gw} is not an address of this node on ${nic.bridge} (${mine.join(", ") || "none"}): its replies to forwarded traffic never reach pve-nat's NAT — ${fix}`,
+  };
+}
+
+function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnostic | null {
+  const addr = f.public.address;
+  if (addr === null) return null;
+  const ext = config.externalInterface;
+  if (addressesOn(facts, ext).includes(addr)) return null;
+  const elsewhere = [...facts.addresses.keys()].find((dev) =>
+    addressesOn(facts, dev).includes(addr),
+  );
+  return {
+    ...where("iptables:nat"),
+    severity: "error",
+    message: `${label(f)}: the public address ${addr} is not on ${ext}${elsewhere ? ` (it is on ${elsewhere})` : " (nor on any interface of this node)"}: nothing arrives for it — add it: ip addr add ${addr}/<prefix> dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`,
+  };
+}
+
+function hookDiagnostics(input: NodeInput, facts: NodeFacts, vmid: number): Diagnostic[] {
+  const g = input.guests[vmid];
+  if (!g) return [];
+  const at = where(g.conf.file);
+  const volid = g.conf.hookscript;
+  if (volid === null) {
+    return [
+      {
+        ...at,
+        severity: "info",
+        message: `guest ${vmid} has NAT rules but no hookscript: its forwards go live only at the next poll after it starts — pve-nat attach ${vmid}`,
+      },
+    ];
+  }
+  const file = snippetPath(volid, new Map(facts.storages));
+  const storageId = volid.split(":")[0] ?? "";
+  const storage = facts.storages.get(storageId);
+  const wouldNotStart = `Proxmox refuses to start guest ${vmid}`;
+  if (typeof file !== "string") {
+    return [
+      {
+        ...at,
+        severity: "error",
+        message: `hookscript ${volid}: ${file.error}: ${wouldNotStart} — pve-nat attach --force ${vmid}`,
+      },
+    ];
+  }
+  if (storage && !storage.content.includes("snippets")) {
+    const content = [...storage.content, "snippets"].join(",");
+    return [
+      {
+        ...at,
+        severity: "error",
+        message: `hookscript ${volid}: storage ${storageId} does not allow snippets content: ${wouldNotStart} — pvesm set ${storageId} --content ${content}`,
+      },
+    ];
+  }
+  if (!facts.existingFiles.has(file)) {
+    return [
+      {
+        ...at,
+        severity: "error",
+        message: `hookscript ${volid}: ${file} does not exist: ${wouldNotStart} — reinstall pve-nat (it ships the snippet) or pve-nat attach --force ${vmid}`,
+      },
+    ];
+  }
+  return [];
+}
+
+/** Snippet files `diagnoseForwards` will ask about (the shell checks which exist). */
+export function snippetFiles(input: NodeInput, storages: ReadonlyMap<string, Storage>): string[] {
+  const out: string[] = [];
+  for (const g of Object.values(input.guests)) {
+    if (!g.conf.hookscript) continue;
+    const f = snippetPath(g.conf.hookscript, new Map(storages));
+    if (typeof f === "string") out.push(f);
+  }
+  return out;
+}
+
+/** Every reason a forward cannot carry traffic, once per cause. */
+export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFacts): Diagnostic[] {
+  const config = input.config;
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  const add = (d: Diagnostic | null) => {
+    if (!d) return;
+    const k = `${d.file}\0${d.line}\0${d.message}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    out.push(d);
+  };
+  const live = plan.forwards.filter((f) => f.state === "active" || f.state === "inactive");
+  const hooked = new Set<number>();
+  plan.forwards.forEach((f, i) => {
+    if (f.state !== "active" && f.state !== "inactive") return;
+    const target = targetNic(input, f);
+    const bridge = target?.nic.bridge ?? null;
+    if (f.direction === "in") {
+      const sources = sourcesOf(plan, i);
+      add(
+        filterDiagnostic(config, facts, f, {
+          in: config.externalInterface,
+          out: bridge,
+          source: sources,
+          dest: f.private.address
+            ? [{ lo: ipToInt(f.private.address), hi: ipToInt(f.private.address) }]
+            : null,
+          proto: f.proto,
+          dport: portsOf(f.private.ports),
+          ctstate: ["NEW", "DNAT"],
+        }),
+      );
+      if (target) add(guestFwDiagnostic(input, f, sources, target.vmid, target.nic));
+    } else {
+      const dst = f.destination
+        ? resolveAddress(f.destination, {
+            guest: input.guests[f.vmid ?? -1]?.fw ?? null,
+            cluster: input.cluster,
+          })
+        : null;
+      add(
+        filterDiagnostic(config, facts, f, {
+          in: bridge,
+          out: config.externalInterface,
+          source: f.private.address
+            ? [{ lo: ipToInt(f.private.address), hi: ipToInt(f.private.address) }]
+            : null,
+          dest: dst === null ? ANY : dst.kind === "v4" ? dst.set : null,
+          proto: f.proto,
+          dport: portsOf(f.private.ports),
+          ctstate: ["NEW"],
+        }),
+      );
+    }
+    add(publicDiagnostic(config, facts, f));
+    if (target) add(gatewayDiagnostic(input, facts, target.vmid, target.nic));
+    if (f.vmid !== null && !hooked.has(f.vmid)) {
+      hooked.add(f.vmid);
+      for (const d of hookDiagnostics(input, facts, f.vmid)) add(d);
+    }
+  });
+  if (live.length > 0 && facts.daemon !== null) {
+    const why =
+      "notRunning" in facts.daemon ? "is not running" : `does not answer (${facts.daemon.error})`;
+    add({
+      ...where("pve-nat.service"),
+      severity: "warning",
+      message: `the daemon ${why}: no guest start, stop or edit changes the forwards until it runs — systemctl restart pve-nat`,
+    });
+  }
+  return out;
+}
