@@ -4,20 +4,27 @@
 
 import { readFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
+import { run } from "../exec.js";
 import type { HostPorts } from "../model.js";
 
 /** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address).
- *  getifaddrs (os.networkInterfaces) in-process, in the kernel's order (primary first), as
+ *  getifaddrs (os.networkInterfaces) in-process first, in the kernel's order (primary first), as
  *  `ip` prints it: the daemon asks on every poll, and spawning `ip` from it cost more than the
- *  poll itself (issue 10). */
+ *  poll itself (issue 10). libuv leaves out interfaces that are down or without carrier (a
+ *  vmbr0 whose uplink is unplugged still holds the public address), so only then ask `ip`. */
 export async function interfaceIPv4(iface: string): Promise<string | null> {
   let list: ReturnType<typeof networkInterfaces>[string];
   try {
     list = networkInterfaces()[iface];
   } catch {
-    return null;
+    list = undefined;
   }
-  return list?.find((a) => a.family === "IPv4")?.address ?? null;
+  const fast = list?.find((a) => a.family === "IPv4")?.address;
+  if (fast) return fast;
+  // An interface name never starts with '-' (config validates it); `dev` keeps it an argument.
+  const r = await run("ip", ["-4", "-o", "addr", "show", "dev", iface], { timeoutMs: 5000 });
+  if (r.code !== 0) return null;
+  return /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(r.stdout)?.[1] ?? null;
 }
 
 /** /proc/net/tcp prints each 32-bit word of an address in host (little-endian) order. */
