@@ -3,7 +3,7 @@ import { formatPorts, type PortRange } from "../pve/ports.js";
 import { toCidrs } from "./ipv4.js";
 import { chunks, mapPorts, ports } from "./portmap.js";
 import { guestAddress, networkFor, resolveEnds, staticAddresses } from "./resolve.js";
-import { type BuildInput, type Built, draft, isErr } from "./types.js";
+import { type BuildInput, type Built, drafts, isErr } from "./types.js";
 
 // IN NAT rule → DNAT (SPEC §2.2): public address + proto + public port(s), from -source if
 // given, → guest address + private port(s); with hairpin, masquerade of hairpinned connections.
@@ -71,22 +71,14 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   c.claim = { address: publicAddress, proto, ports: pub };
 
   const sources = source === null ? [null] : toCidrs(source.set);
-  const sportMatch = clientPorts === null ? null : formatPorts(clientPorts);
-  for (const s of sources) {
-    for (const chunk of chunks(pub)) {
-      c.dnat.push(
-        draft({
-          proto,
-          source: s,
-          destination: publicAddress,
-          dport: chunk,
-          sport: sportMatch,
-          target: { kind: "DNAT", address: target, ports: mapped.to },
-          comment,
-        }),
-      );
-    }
-  }
+  c.dnat.push(
+    ...drafts(sources, [publicAddress], chunks(pub), {
+      proto,
+      sport: clientPorts === null ? null : formatPorts(clientPorts),
+      target: { kind: "DNAT", address: target, ports: mapped.to },
+      comment,
+    }),
+  );
   if (ctx.config.hairpin) {
     const nics = ctx.guest ? ctx.guest.conf.nics : ctx.localNics;
     let network = networkFor(target, nics) ?? learnedNetwork;
@@ -99,19 +91,14 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
       );
     }
     const privPorts = mapped.to === null ? pub : priv;
-    for (const chunk of chunks(privPorts)) {
-      c.snat.push(
-        draft({
-          proto,
-          source: network,
-          destination: target,
-          dport: chunk,
-          ctstateDnat: true,
-          target: { kind: "MASQUERADE" },
-          comment,
-        }),
-      );
-    }
+    c.snat.push(
+      ...drafts([network], [target], chunks(privPorts), {
+        proto,
+        ctstateDnat: true,
+        target: { kind: "MASQUERADE" },
+        comment,
+      }),
+    );
   }
   return "ok";
 }

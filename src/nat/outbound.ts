@@ -2,7 +2,7 @@ import { formatPorts } from "../pve/ports.js";
 import { type IpSet, ipToInt, toCidrs } from "./ipv4.js";
 import { chunks, ports } from "./portmap.js";
 import { guestAddress, resolveEnds } from "./resolve.js";
-import { type BuildInput, type Built, draft, isErr } from "./types.js";
+import { type BuildInput, type Built, drafts, isErr } from "./types.js";
 
 // OUT NAT rule → SNAT/MASQUERADE (SPEC §2.2): traffic from the guest (-source, default its
 // address) to -dest (default anywhere) leaving via external_interface.
@@ -43,29 +43,16 @@ export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   const configured = ctx.config.publicAddress !== "auto" ? ctx.config.publicAddress : null;
   const snatAddress = (nat.form === "explicit" ? nat.address : null) ?? configured;
   c.forward.public.address = snatAddress;
-  const dests = dest === null ? [null] : toCidrs(dest.set);
-  const sportMatch = sport === null ? null : formatPorts(sport);
-  for (const s of toCidrs(from)) {
-    for (const d of dests) {
-      for (const chunk of chunks(dport)) {
-        c.snat.push(
-          draft({
-            proto,
-            source: s,
-            destination: d,
-            dport: chunk,
-            sport: sportMatch,
-            outInterface: ctx.config.externalInterface,
-            target:
-              snatAddress === null
-                ? { kind: "MASQUERADE" }
-                : { kind: "SNAT", address: snatAddress },
-            comment,
-          }),
-        );
-      }
-    }
-  }
+  c.snat.push(
+    ...drafts(toCidrs(from), dest === null ? [null] : toCidrs(dest.set), chunks(dport), {
+      proto,
+      sport: sport === null ? null : formatPorts(sport),
+      outInterface: ctx.config.externalInterface,
+      target:
+        snatAddress === null ? { kind: "MASQUERADE" } : { kind: "SNAT", address: snatAddress },
+      comment,
+    }),
+  );
   return "ok";
 }
 

@@ -134,14 +134,8 @@ const SOURCE_RANK: Record<string, number> = {
  * others' forwards are conflicts naming both. A rule's own -dest/-source is the admin's choice
  * and two static configs that agree are left as they were.
  */
-function addressConflicts(
-  cands: readonly Candidate[],
-  out: Settled,
-  diags: Diagnostic[],
-  at: (c: Candidate) => { file: string; line: number },
-  tail: (c: Candidate) => string,
-): void {
-  const { states, reasons } = out;
+function addressConflicts(cands: readonly Candidate[], out: Settled, refuse: Refuse): void {
+  const { states } = out;
   const eligible = (i: number): string | null => {
     const c = cands[i] as Candidate;
     const f = c.forward;
@@ -181,15 +175,12 @@ function addressConflicts(
     const message =
       `guest address ${addr} of vm ${f.vmid} (from ${f.private.addressSource}) is also vm ${wf.vmid}'s ` +
       `(from ${wf.private.addressSource}, ${wf.origin}): vm ${wf.vmid} keeps it`;
-    states[i] = "conflict";
-    reasons[i] = message;
-    diags.push({
-      ...at(c),
-      severity: "error",
-      message: `NAT conflict, not applied: ${message}${tail(c)}`,
-    });
+    refuse(i, "conflict", message);
   }
 }
+
+/** Marks candidate i as not applied: its state, its reason, and the error at its line. */
+type Refuse = (i: number, state: "error" | "conflict", message: string) => void;
 
 /** Settles `cands`, starting from the states and reasons in `out` (updated in place). */
 export function settle(
@@ -221,6 +212,13 @@ export function settle(
     return { file, line };
   };
   const tail = (c: Candidate) => (c.via ? ` [${c.via}]` : "");
+  const refuse: Refuse = (i, state, message) => {
+    const c = cands[i] as Candidate;
+    states[i] = state;
+    reasons[i] = message;
+    const what = state === "conflict" ? "NAT conflict, not applied" : "NAT rule not applied";
+    diags.push({ ...at(c), severity: "error", message: `${what}: ${message}${tail(c)}` });
+  };
   const n = cands.length;
 
   for (let i = 0; i < n; i++) {
@@ -250,16 +248,10 @@ export function settle(
     const message =
       `public tcp port ${port} on ${cl.address} is served by the host itself (${what}); forwarding it ` +
       "could lock the admin out: pick another public port, or list the port in allow_host_ports";
-    states[i] = "error";
-    reasons[i] = message;
-    diags.push({
-      ...at(c),
-      severity: "error",
-      message: `NAT rule not applied: ${message}${tail(c)}`,
-    });
+    refuse(i, "error", message);
   }
 
-  addressConflicts(cands, out, diags, at, tail);
+  addressConflicts(cands, out, refuse);
 
   const { winners, stopped } = tables;
   winners.next();
@@ -273,14 +265,11 @@ export function settle(
       winners.mark(c.claim, i);
       continue;
     }
-    const message = `public ${claimText(c)} is already forwarded by ${describe(cands[w] as Candidate)}`;
-    states[i] = "conflict";
-    reasons[i] = message;
-    diags.push({
-      ...at(c),
-      severity: "error",
-      message: `NAT conflict, not applied: ${message}${tail(c)}`,
-    });
+    refuse(
+      i,
+      "conflict",
+      `public ${claimText(c)} is already forwarded by ${describe(cands[w] as Candidate)}`,
+    );
   }
 
   for (let i = 0; i < n; i++) {

@@ -28,6 +28,23 @@ export function draft(
   return { sport: null, inInterface: null, outInterface: null, ctstateDnat: false, ...r };
 }
 
+/** One rule per source × destination × multiport chunk: an iptables rule matches at most one
+ *  address per side and 15 ports (chunks()), so a forward is their product. */
+export function drafts(
+  sources: ReadonlyArray<string | null>,
+  destinations: ReadonlyArray<string | null>,
+  portChunks: ReadonlyArray<string | null>,
+  rest: Pick<RuleDraft, "proto" | "target" | "comment"> & Partial<RuleDraft>,
+): RuleDraft[] {
+  const out: RuleDraft[] = [];
+  for (const source of sources) {
+    for (const destination of destinations) {
+      for (const dport of portChunks) out.push(draft({ ...rest, source, destination, dport }));
+    }
+  }
+  return out;
+}
+
 export interface Candidate {
   forward: Forward;
   owner: Owner;
