@@ -11,5 +11,7 @@ export function register(program: Command): void {
     )
     .action(async (_opts: unknown, cmd: Command) => {
       await runDaemon(contextFrom(cmd.optsWithGlobals<GlobalOptions>()));
+      // Stopped: a handle left open (a timer, a child's pipe) must not keep the process alive.
+      process.exit(process.exitCode ?? 0);
     });
 }

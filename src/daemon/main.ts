@@ -25,6 +25,9 @@ import { createWatcher } from "./watcher.js";
 // start, serves the bus, watches sources, repairs drift. SIGTERM/SIGINT stop it and leave every
 // rule in place, so a restart or an upgrade never drops a forward.
 
+/** How long the steps after SIGTERM may take before the process exits regardless. */
+const SHUTDOWN_DEADLINE_MS = 3000;
+
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -220,6 +223,12 @@ export async function runDaemon(ctx: Context): Promise<void> {
 
   const sig = await stopped;
   log.info({ signal: sig }, "stopping; iptables rules stay in place");
+  // The rules stay whatever happens below, so a shutdown step that hangs (a restore stuck on
+  // the xtables lock, a socket that will not close) must not hold the unit in "deactivating".
+  setTimeout(() => {
+    log.warn({ ms: SHUTDOWN_DEADLINE_MS }, "shutdown took too long; exiting anyway");
+    process.exit(0);
+  }, SHUTDOWN_DEADLINE_MS).unref();
   watcher.stop();
   drift.stop();
   writer?.stop();
