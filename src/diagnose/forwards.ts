@@ -153,6 +153,21 @@ function gatewayDiagnostic(
   };
 }
 
+/** The prefix length of the external interface's subnet holding `addr` (the one to add it
+ *  with), or null when none of its addresses' subnets does. */
+function prefixFor(facts: NodeFacts, dev: string, addr: string): number | null {
+  const a = ipToInt(addr);
+  for (const cidr of facts.addresses.get(dev) ?? []) {
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+    if (!m) continue;
+    const len = Number(m[2]);
+    const size = 2 ** (32 - len);
+    const lo = Math.floor(ipToInt(m[1] as string) / size) * size;
+    if (a >= lo && a < lo + size) return len;
+  }
+  return null;
+}
+
 function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnostic | null {
   const addr = f.public.address;
   if (addr === null) return null;
@@ -161,10 +176,11 @@ function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnos
   const elsewhere = [...facts.addresses.keys()].find((dev) =>
     addressesOn(facts, dev).includes(addr),
   );
+  const prefix = prefixFor(facts, ext, addr) ?? "<prefix>";
   return {
     ...where("iptables:nat"),
     severity: "error",
-    message: `${label(f)}: the public address ${addr} is not on ${ext}${elsewhere ? ` (it is on ${elsewhere})` : " (nor on any interface of this node)"}: nothing arrives for it — add it: ip addr add ${addr}/<prefix> dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`,
+    message: `${label(f)}: the public address ${addr} is not on ${ext}${elsewhere ? ` (it is on ${elsewhere})` : " (nor on any interface of this node)"}: nothing arrives for it — add it: ip addr add ${addr}/${prefix} dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`,
   };
 }
 
@@ -228,8 +244,14 @@ export function snippetFiles(input: NodeInput, storages: ReadonlyMap<string, Sto
   return out;
 }
 
-/** Every reason a forward cannot carry traffic, once per cause. */
-export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFacts): Diagnostic[] {
+/** Every reason a forward cannot carry traffic, once per cause; `only`: that guest's forwards
+ *  alone (`check <vmid>`). */
+export function diagnoseForwards(
+  plan: NatPlan,
+  input: NodeInput,
+  facts: NodeFacts,
+  only: number | null = null,
+): Diagnostic[] {
   const config = input.config;
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
@@ -240,10 +262,13 @@ export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFac
     seen.add(k);
     out.push(d);
   };
-  const live = plan.forwards.filter((f) => f.state === "active" || f.state === "inactive");
+  const judged = (f: Forward) =>
+    (f.state === "active" || f.state === "inactive") && (only === null || f.vmid === only);
+  const live = plan.forwards.filter(judged);
   const hooked = new Set<number>();
   plan.forwards.forEach((f, i) => {
-    if (f.state !== "active" && f.state !== "inactive") return;
+    // Indexes stay the plan's: the DNAT rules name their forward by it (sourcesOf).
+    if (!judged(f)) return;
     const target = targetNic(input, f);
     const bridge = target?.nic.bridge ?? null;
     if (f.direction === "in") {
