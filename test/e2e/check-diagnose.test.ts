@@ -13,6 +13,9 @@
 //   pve-firewall compiles from firewall/108.fw (as conntrack-helpers.test.ts simulates them).
 //   Cause: the rule accepting the forwarded traffic removed (the NAT rule's compatible form,
 //   `-sport`, cannot accept it).
+// Node C — guest 109, firewall=1 NIC, the Proxmox firewall off (no cluster.fw): FORWARD policy
+//   DROP drops both the routed pass and the pass across fwbr109i0 (its own conntrack zone, so
+//   not "DNAT" there): check names both, and only both fixes together let traffic through.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -373,6 +376,69 @@ describe("node B: a firewall=1 guest, datacenter and guest firewall on", () => {
       expect(after.code).toBe(0);
     } finally {
       await setRules([NAT_RULE, SSH_RULE]);
+    }
+  });
+});
+
+describe("node C: a firewall=1 guest, the Proxmox firewall off", () => {
+  let sc: Scenario;
+  let baseline: Diag[] = [];
+  const node = () => sc.sim.ns.node;
+  const OK = `SSH-2.0-vm109 from=${ADDR.clientA}`;
+  const ssh = async (ms = 1500) =>
+    shown(await sc.sim.tcpProbe(sc.sim.ns.clientA, ADDR.public, 822, { timeoutMs: ms }));
+
+  beforeAll(async () => {
+    sc = await createScenario({
+      guests: [{ vmid: 109, kind: "lxc", firewall: true, plug: false }],
+    });
+    await sc.sim.writePve("firewall/109.fw", "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
+    await sc.startDaemon();
+    await sc.boot(109);
+    const g = sc.sim.guests.get(109);
+    if (!g) throw new Error("no guest 109");
+    await sc.sim.tcpService(g.ns, 22, "SSH-2.0-vm109");
+    baseline = (await check(sc)).diagnostics;
+  }, 60_000);
+  afterAll(async () => {
+    await sc?.destroy();
+  });
+
+  it("FORWARD policy DROP: both passes named; the routed fix alone is not enough, both are", async () => {
+    expect(await within(async () => (await ssh(1000)) === OK, 5000, 100)).not.toBeNull();
+    expect(newFindings((await check(sc)).diagnostics, baseline)).toEqual([]);
+    try {
+      await sc.sim.iptables(node(), ["-P", "FORWARD", "DROP"]);
+      expect(await ssh()).toBe("timeout");
+
+      const found = newFindings((await check(sc)).diagnostics, baseline);
+      expect(found.map((d) => [d.file, d.severity])).toEqual([
+        ["iptables:filter", "error"],
+        ["iptables:filter", "error"],
+      ]);
+      const routed = found.find((d) => / no rule accepts it — /.test(d.message));
+      const bridged = found.find((d) =>
+        / no rule accepts its bridged pass through fwbr109i0 \(net0 firewall=1\) — /.test(
+          d.message,
+        ),
+      );
+      const command = (d: Diag | undefined) => {
+        const m = /: iptables (.+?) \(and keep/.exec(fixOf(d));
+        if (!m?.[1]) throw new Error(`no iptables command in ${d?.message}`);
+        return m[1].split(" ");
+      };
+
+      await sc.sim.iptables(node(), command(routed));
+      expect(await ssh()).toBe("timeout");
+      const left = newFindings((await check(sc)).diagnostics, baseline);
+      expect(left).toEqual([bridged]);
+
+      await sc.sim.iptables(node(), command(bridged));
+      expect(await within(async () => (await ssh(1000)) === OK, 5000, 100)).not.toBeNull();
+      expect(newFindings((await check(sc)).diagnostics, baseline)).toEqual([]);
+    } finally {
+      await sc.sim.iptables(node(), ["-P", "FORWARD", "ACCEPT"]);
+      await sc.sim.iptables(node(), ["-F", "FORWARD"]);
     }
   });
 });

@@ -7,7 +7,7 @@ import { diagnoseForwards, type NodeFacts } from "../../../src/diagnose/forwards
 import type { Diagnostic, GuestNic, NodeInput } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
 import { parseStorageCfg } from "../../../src/pve/hookscript.js";
-import { type GuestSpec, type InputSpec, input, nic } from "../../helpers/build.js";
+import { fw, type GuestSpec, type InputSpec, input, nic } from "../../helpers/build.js";
 
 const HOOK = "local:snippets/pve-nat-hook";
 const SNIPPET = "/var/lib/vz/snippets/pve-nat-hook";
@@ -153,6 +153,78 @@ describe("diagnoseForwards", () => {
       expect(d?.message).toMatch(
         /^outbound NAT firewall\/107\.fw:4 .* — .*iptables -I FORWARD -i vmbr1 -o vmbr0 -j ACCEPT; iptables -I FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT$/,
       );
+    });
+
+    describe("a firewall=1 NIC the Proxmox firewall does not filter: the fwbr pass too", () => {
+      const off = () => node({ cluster: null });
+      const ROUTED = "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT";
+      const BRIDGED = "-A FORWARD -i fwbr+ -o fwbr+ -j ACCEPT";
+
+      it("policy DROP: the routed and the bridged pass, each with its own fix", () => {
+        const ds = diagnose(off(), healthy({ filter: filter("DROP") }));
+        expect(ds.map((d) => d.message.split(": ").slice(1).join(": "))).toEqual([
+          "the filter FORWARD policy is DROP and no rule accepts it — accept forwarded connections in both directions: iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT (and keep it in your firewall configuration)",
+          "the filter FORWARD policy is DROP and no rule accepts its bridged pass through fwbr107i0 (net0 firewall=1) — accept what the firewall bridges carry after pve-firewall's own rules: iptables -A FORWARD -i fwbr+ -o fwbr+ -j ACCEPT (and keep it in your firewall configuration)",
+        ]);
+      });
+
+      it("the routed fix alone leaves the bridged pass; both fixes: nothing", () => {
+        const one = diagnose(off(), healthy({ filter: filter("DROP", [ROUTED]) }));
+        expect(one.map((d) => d.message)).toEqual([expect.stringMatching(/bridged pass/)]);
+        expect(diagnose(off(), healthy({ filter: filter("DROP", [ROUTED, BRIDGED]) }))).toEqual([]);
+      });
+
+      it("a rule dropping the bridged pass: the fix goes first, for that bridge alone", () => {
+        const f = filter("ACCEPT", ["-A FORWARD -i fwbr107i0 -j DROP"]);
+        const [d, ...rest] = diagnose(off(), healthy({ filter: f }));
+        expect(rest).toEqual([]);
+        expect(d?.message).toMatch(
+          /the rule "-A FORWARD -i fwbr107i0 -j DROP" drops its bridged pass through fwbr107i0 \(net0 firewall=1\) — accept what fwbr107i0 bridges: iptables -I FORWARD -i fwbr107i0 -o fwbr107i0 -j ACCEPT/,
+        );
+      });
+
+      it("an outbound NAT rule: its bridged pass (tap → fwln) is judged too", () => {
+        const out = node({
+          cluster: null,
+          rules: ["OUT ACCEPT -dest 198.51.100.20 -p tcp -dport 443 # NAT"],
+        });
+        const f = filter("DROP", [
+          "-A FORWARD -i vmbr1 -o vmbr0 -j ACCEPT",
+          "-A FORWARD -m physdev --physdev-in fwln+ --physdev-is-bridged -j ACCEPT",
+        ]);
+        const [d, ...rest] = diagnose(out, healthy({ filter: f }));
+        expect(rest).toEqual([]);
+        expect(d?.message).toMatch(/no rule accepts its bridged pass through fwbr107i0/);
+        const fixed = filter("DROP", [
+          "-A FORWARD -i vmbr1 -o vmbr0 -j ACCEPT",
+          "-A FORWARD -m physdev --physdev-in tap107i0 --physdev-is-bridged -j ACCEPT",
+        ]);
+        expect(diagnose(out, healthy({ filter: fixed }))).toEqual([]);
+      });
+
+      it("LXC: the guest's port is veth<vmid>i<n>", () => {
+        const lxc = node({ cluster: null, guest: { kind: "lxc" } });
+        const f = filter("DROP", [
+          ROUTED,
+          "-A FORWARD -m physdev --physdev-out veth107i0 --physdev-is-bridged -j ACCEPT",
+        ]);
+        expect(diagnose(lxc, healthy({ filter: f }))).toEqual([]);
+      });
+
+      it.each<[string, Parameters<typeof node>[0]]>([
+        ["the guest firewall filters it (its rules judge the pass)", {}],
+        ["a plain NIC has no fwbr", { cluster: null, nic: gwNic({ firewall: false }) }],
+      ])("%s: only the routed pass", (_name, opts) => {
+        const ds = diagnose(node(opts), healthy({ filter: filter("DROP") }));
+        expect(ds.map((d) => d.message)).toEqual([expect.not.stringMatching(/bridged pass/)]);
+      });
+
+      it("the nftables firewall (host.fw nftables: 1): no fwbr devices", () => {
+        const inp = off();
+        inp.host = fw("host", "nodes/pve1/host.fw", { options: { nftables: "1" } });
+        const ds = diagnose(inp, healthy({ filter: filter("DROP") }));
+        expect(ds.map((d) => d.message)).toEqual([expect.not.stringMatching(/bridged pass/)]);
+      });
     });
 
     it("the filter table unreadable (null): nothing claimed", () => {
