@@ -8,7 +8,8 @@
 // Node A — guest 107, plain NIC, no Proxmox firewall (a Docker-style host):
 //   firewall/107.fw: NAT:822 → :22 on the node's address, NAT:203.0.113.11:823 → :22 on a
 //   second public address of vmbr0. Causes: FORWARD policy DROP (bare, and with Docker's
-//   chains), a wrong guest gateway, the public address removed; the daemon stopped.
+//   chains), a wrong guest gateway, the public address removed; checked without traffic (the
+//   forwards keep working): the daemon stopped, the hookscript unset or unusable.
 // Node B — guest 108, firewall=1 NIC, datacenter and guest firewall on, with the filter rules
 //   pve-firewall compiles from firewall/108.fw (as conntrack-helpers.test.ts simulates them).
 //   Cause: the rule accepting the forwarded traffic removed (the NAT rule's compatible form,
@@ -16,7 +17,7 @@
 // Node C — guest 109, firewall=1 NIC, the Proxmox firewall off (no cluster.fw): FORWARD policy
 //   DROP drops both the routed pass and the pass across fwbr109i0 (its own conntrack zone, so
 //   not "DNAT" there): check names both, and only both fixes together let traffic through.
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADDR } from "./harness.js";
@@ -249,6 +250,41 @@ describe("node A: a plain NIC guest, no Proxmox firewall", () => {
       await sc.startDaemon();
     }
     expect(newFindings((await check(sc)).diagnostics, baseline)).toEqual([]);
+  });
+
+  it("the hookscript: unset (info), then each reason the guest would not start, until none", async () => {
+    const conf = await readFile(path.join(sc.sim.root, "etc/pve", CONF), "utf8");
+    const hookFindings = async () =>
+      (await check(sc)).diagnostics.filter((d) => d.file === CONF).map((d) => d.message);
+    try {
+      expect(await hookFindings()).toEqual([
+        "guest 107 has NAT rules but no hookscript: its forwards go live only at the next poll after it starts — pve-nat attach 107",
+      ]);
+      // `pve-nat attach` sets it; the built-in `local` storage has no snippets content.
+      await sc.sim.writePve(CONF, `${conf}hookscript: local:snippets/pve-nat-hook\n`);
+      const [storage] = await hookFindings();
+      expect(storage).toBe(
+        "hookscript local:snippets/pve-nat-hook: storage local does not allow snippets content: Proxmox refuses to start guest 107 — pvesm set local --content iso,vztmpl,backup,snippets",
+      );
+      // What that pvesm command writes.
+      const content = /--content (\S+)$/.exec(
+        fixOf({ file: CONF, line: 0, severity: "error", message: storage ?? "" }),
+      )?.[1];
+      await sc.sim.writePve(
+        "storage.cfg",
+        `dir: local\n\tpath /var/lib/vz\n\tcontent ${content}\n`,
+      );
+      expect(await hookFindings()).toEqual([
+        "hookscript local:snippets/pve-nat-hook: /var/lib/vz/snippets/pve-nat-hook does not exist: Proxmox refuses to start guest 107 — reinstall pve-nat (it ships the snippet) or pve-nat attach --force 107",
+      ]);
+      const snippet = path.join(sc.sim.root, "var/lib/vz/snippets/pve-nat-hook");
+      await mkdir(path.dirname(snippet), { recursive: true });
+      await writeFile(snippet, '#!/bin/sh\nexec pve-nat hook "$@"\n', { mode: 0o755 });
+      expect(await hookFindings()).toEqual([]);
+    } finally {
+      await sc.sim.writePve(CONF, conf);
+      await sc.sim.removePve("storage.cfg");
+    }
   });
 
   it("check 107 in human form: `where: severity: what — the fix` lines", async () => {
