@@ -222,11 +222,26 @@ function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnos
   const elsewhere = [...facts.addresses.keys()].find((dev) =>
     addressesOn(facts, dev).includes(addr),
   );
-  const prefix = prefixFor(facts, ext, addr) ?? "<prefix>";
+  const prefix = prefixFor(facts, ext, addr);
+  const fix = `add it: ip addr add ${addr}/${prefix ?? "<prefix>"} dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`;
+  const lost = f.direction === "in" ? "nothing arrives for it" : "replies to it never arrive";
+  // Certain: on another interface (the DNAT rules match on the external one), or in a subnet
+  // of the external interface where nobody answers ARP for it. Outside every subnet of the
+  // node, a provider may route it to the node's address (an additional subnet): it may work.
+  if (elsewhere || prefix !== null) {
+    const why = elsewhere
+      ? `it is on ${elsewhere}`
+      : `in ${ext}'s subnet, but no interface of this node holds it: nobody answers ARP for it`;
+    return {
+      ...where("iptables:nat"),
+      severity: "error",
+      message: `${label(f)}: the public address ${addr} is not on ${ext} (${why}): ${lost} — ${fix}`,
+    };
+  }
   return {
     ...where("iptables:nat"),
-    severity: "error",
-    message: `${label(f)}: the public address ${addr} is not on ${ext}${elsewhere ? ` (it is on ${elsewhere})` : " (nor on any interface of this node)"}: nothing arrives for it — add it: ip addr add ${addr}/${prefix} dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`,
+    severity: "warning",
+    message: `${label(f)}: the public address ${addr} is on no interface of this node: ${lost} unless your provider routes it to this node — ${fix}`,
   };
 }
 

@@ -214,7 +214,7 @@ describe("node A: a plain NIC guest, no Proxmox firewall", () => {
           file: "iptables:nat",
           line: 0,
           severity: "error",
-          message: `forward firewall/107.fw:3 (tcp ${SECOND_PUBLIC}:823 → 10.10.10.107:22): the public address ${SECOND_PUBLIC} is not on vmbr0 (nor on any interface of this node): nothing arrives for it — add it: ip addr add ${SECOND_PUBLIC}/24 dev vmbr0 (and in /etc/network/interfaces), or use an address of vmbr0 in the rule or public_address`,
+          message: `forward firewall/107.fw:3 (tcp ${SECOND_PUBLIC}:823 → 10.10.10.107:22): the public address ${SECOND_PUBLIC} is not on vmbr0 (in vmbr0's subnet, but no interface of this node holds it: nobody answers ARP for it): nothing arrives for it — add it: ip addr add ${SECOND_PUBLIC}/24 dev vmbr0 (and in /etc/network/interfaces), or use an address of vmbr0 in the rule or public_address`,
         },
       ]);
 

@@ -318,7 +318,39 @@ describe("diagnoseForwards", () => {
       expect(rest).toEqual([]);
       expect(d).toMatchObject({ file: "iptables:nat", severity: "error" });
       expect(d?.message).toBe(
-        "forward firewall/107.fw:4 (tcp 203.0.113.10:822 → 10.10.10.107:22): the public address 203.0.113.10 is not on vmbr0 (nor on any interface of this node): nothing arrives for it — add it: ip addr add 203.0.113.10/24 dev vmbr0 (and in /etc/network/interfaces), or use an address of vmbr0 in the rule or public_address",
+        "forward firewall/107.fw:4 (tcp 203.0.113.10:822 → 10.10.10.107:22): the public address 203.0.113.10 is not on vmbr0 (in vmbr0's subnet, but no interface of this node holds it: nobody answers ARP for it): nothing arrives for it — add it: ip addr add 203.0.113.10/24 dev vmbr0 (and in /etc/network/interfaces), or use an address of vmbr0 in the rule or public_address",
+      );
+    });
+
+    it("outside every subnet of the node: only a warning, a provider may route it here", () => {
+      const facts = healthy({
+        addresses: new Map([
+          ["vmbr0", ["192.0.2.10/24"]],
+          ["vmbr1", ["10.10.10.1/24"]],
+        ]),
+      });
+      const [d, ...rest] = diagnose(node(), facts);
+      expect(rest).toEqual([]);
+      expect(d).toMatchObject({ file: "iptables:nat", severity: "warning" });
+      expect(d?.message).toMatch(
+        /the public address 203\.0\.113\.10 is on no interface of this node: nothing arrives for it unless your provider routes it to this node — add it: ip addr add 203\.0\.113\.10\/<prefix> dev vmbr0/,
+      );
+    });
+
+    it("the SNAT address of an outbound rule: its replies never arrive", () => {
+      const facts = healthy({
+        addresses: new Map([
+          ["vmbr0", ["203.0.113.9/24"]],
+          ["vmbr1", ["10.10.10.1/24"]],
+        ]),
+      });
+      const out = node({
+        rules: ["OUT ACCEPT -dest 198.51.100.20 -p tcp -dport 443 # NAT:203.0.113.10"],
+      });
+      expect(compile(out).forwards[0]?.public.address).toBe("203.0.113.10");
+      const [d] = diagnose(out, facts);
+      expect(d?.message).toMatch(
+        /^outbound NAT firewall\/107\.fw:4 .*the public address 203\.0\.113\.10 is not on vmbr0 .*: replies to it never arrive — /,
       );
     });
 
@@ -332,7 +364,7 @@ describe("diagnoseForwards", () => {
       });
       const [d] = diagnose(node(), facts);
       expect(d?.message).toMatch(
-        /not on vmbr0 \(it is on eno2\): .* ip addr add 203\.0\.113\.10\/<prefix> dev vmbr0/,
+        /not on vmbr0 \(it is on eno2\): nothing arrives for it — add it: ip addr add 203\.0\.113\.10\/<prefix> dev vmbr0/,
       );
     });
   });
