@@ -131,6 +131,13 @@ async function hostDiagnostics(config: Config, plan: NatPlan): Promise<Diagnosti
   return out;
 }
 
+function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** A guest's own files (its .fw and its config), by path relative to /etc/pve. */
 const GUEST_FILE = /^(?:firewall\/(\d+)\.fw|nodes\/[^/]+\/(?:qemu-server|lxc)\/(\d+)\.conf)$/;
 
@@ -153,13 +160,7 @@ export async function runCheck(ctx: Context, vmid: number | null = null): Promis
   );
   if (vmid !== null && !input.guests[vmid]) {
     // A guest of another node still has its .fw file here (pmxcfs): its syntax can be checked.
-    const fwFile = ctx.path(`${PVE_DIR}/firewall/${vmid}.fw`);
-    if (
-      !(await access(fwFile).then(
-        () => true,
-        () => false,
-      ))
-    ) {
+    if (!(await exists(ctx.path(`${PVE_DIR}/firewall/${vmid}.fw`)))) {
       throw new UsageError(
         `guest ${vmid} is not configured on node ${input.node} and has no firewall/${vmid}.fw`,
       );
