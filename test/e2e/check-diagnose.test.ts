@@ -12,8 +12,9 @@
 //   forwards keep working): the daemon stopped, the hookscript unset or unusable.
 // Node B — guest 108, firewall=1 NIC, datacenter and guest firewall on, with the filter rules
 //   pve-firewall compiles from firewall/108.fw (as conntrack-helpers.test.ts simulates them).
-//   Cause: the rule accepting the forwarded traffic removed (the NAT rule's compatible form,
-//   `-sport`, cannot accept it).
+//   Causes: the rule accepting the forwarded traffic removed (the NAT rule's compatible form,
+//   `-sport`, cannot accept it); FORWARD policy DROP beside pve-firewall's chains (Docker on a
+//   Proxmox node): its physdev matches must not hide the routed pass's drop.
 // Node C — guest 109, firewall=1 NIC, the Proxmox firewall off (no cluster.fw): FORWARD policy
 //   DROP drops both the routed pass and the pass across fwbr109i0 (its own conntrack zone, so
 //   not "DNAT" there): check names both, and only both fixes together let traffic through.
@@ -412,6 +413,28 @@ describe("node B: a firewall=1 guest, datacenter and guest firewall on", () => {
       expect(after.code).toBe(0);
     } finally {
       await setRules([NAT_RULE, SSH_RULE]);
+    }
+  });
+
+  it("FORWARD policy DROP under pve-firewall's chains: named (its fwbr pass is the guest firewall's), fixed", async () => {
+    try {
+      await sc.sim.iptables(node(), ["-P", "FORWARD", "DROP"]);
+      expect(await ssh()).toBe("timeout");
+      const found = newFindings((await check(sc)).diagnostics, baseline);
+      expect(found.map((d) => [d.file, d.severity])).toEqual([["iptables:filter", "error"]]);
+      expect(found[0]?.message).toMatch(
+        /^forward firewall\/108\.fw:5 .*: the filter FORWARD policy is DROP and no rule accepts it — /,
+      );
+      const args = /: iptables (.+?) \(and keep/.exec(fixOf(found[0]))?.[1]?.split(" ") ?? [];
+      expect(args.slice(0, 2)).toEqual(["-I", "FORWARD"]);
+      await sc.sim.iptables(node(), args);
+      expect(await within(async () => (await ssh(1000)) === OK, 5000, 100)).not.toBeNull();
+      expect(newFindings((await check(sc)).diagnostics, baseline)).toEqual([]);
+    } finally {
+      await sc.sim.iptables(node(), ["-P", "FORWARD", "ACCEPT"]);
+      await sc.sim
+        .iptables(node(), ["-D", "FORWARD", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"])
+        .catch(() => "");
     }
   });
 });
