@@ -1,12 +1,13 @@
-// `pve-nat check` (SPEC §6): validate pve-nat.conf, every .fw file, the local guests' configs
-// and references, and — on a real host — the prerequisites. Exit 0 no error, 1 errors,
-// 2 cannot run (thrown errors reach main's handler).
+// `pve-nat check [vmid]` (SPEC §6): validate pve-nat.conf, every .fw file, the local guests'
+// configs and references, on a real host the prerequisites, and — where the live state is the
+// node's (cli/live.ts) — every reason a forward cannot carry traffic (issue 11, diagnose/).
+// Exit 0 no error, 1 errors, 2 cannot run (thrown errors reach main's handler).
 
-import { readdir, readFile } from "node:fs/promises";
+import { access, readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { arpIgnorePath, fwbrDevices, realProcFs } from "../daemon/prereq.js";
-import { EXIT_FINDINGS, EXIT_OK } from "../errors.js";
+import { EXIT_FINDINGS, EXIT_OK, UsageError } from "../errors.js";
 import { ENTRY_CHAINS } from "../iptables/chains.js";
 import { rawChain } from "../iptables/render.js";
 import { createRunner } from "../iptables/runner.js";
@@ -17,7 +18,9 @@ import { PVE_DIR } from "../paths.js";
 import { parseFwFile } from "../pve/fwfile.js";
 import { loadNode, readConfig } from "../pve/node.js";
 import { checkRefs } from "../pve/refs.js";
+import { liveDiagnostics } from "./diagnose.js";
 import { diagnosticLine, sortDiagnostics } from "./format.js";
+import { narrow, parseVmid } from "./plan.js";
 
 export interface CheckResult {
   plan: NatPlan;
@@ -128,7 +131,24 @@ async function hostDiagnostics(config: Config, plan: NatPlan): Promise<Diagnosti
   return out;
 }
 
-export async function runCheck(ctx: Context): Promise<CheckResult> {
+function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** A guest's own files (its .fw and its config), by path relative to /etc/pve. */
+const GUEST_FILE = /^(?:firewall\/(\d+)\.fw|nodes\/[^/]+\/(?:qemu-server|lxc)\/(\d+)\.conf)$/;
+
+/** `check <vmid>`: what another guest's files say is not about this one. Shared files
+ *  (pve-nat.conf, cluster.fw, host.fw) and node-wide findings stay: they shape every guest. */
+function aboutGuest(d: Diagnostic, vmid: number): boolean {
+  const m = GUEST_FILE.exec(d.file);
+  return m === null || Number(m[1] ?? m[2]) === vmid;
+}
+
+export async function runCheck(ctx: Context, vmid: number | null = null): Promise<CheckResult> {
   const conf = await readConfig(ctx.configPath);
   const configDiags = [
     ...conf.errors,
@@ -138,16 +158,28 @@ export async function runCheck(ctx: Context): Promise<CheckResult> {
     { path: ctx.path, configPath: ctx.configPath, node: ctx.node },
     { config: conf.config },
   );
+  if (vmid !== null && !input.guests[vmid]) {
+    // A guest of another node still has its .fw file here (pmxcfs): its syntax can be checked.
+    if (!(await exists(ctx.path(`${PVE_DIR}/firewall/${vmid}.fw`)))) {
+      throw new UsageError(
+        `guest ${vmid} is not configured on node ${input.node} and has no firewall/${vmid}.fw`,
+      );
+    }
+  }
   const plan = compile(input);
   const local = new Set(Object.keys(input.guests).map(Number));
-  const diagnostics = sortDiagnostics([
+  const all = [
     ...configDiags,
     ...plan.diagnostics,
     ...(await otherFwDiagnostics(ctx, input.node, local, plan)),
     ...(ctx.root ? [] : await hostDiagnostics(conf.config, plan)),
+  ];
+  const diagnostics = sortDiagnostics([
+    ...(vmid === null ? all : all.filter((d) => aboutGuest(d, vmid))),
+    ...(await liveDiagnostics(ctx, plan, input, vmid)),
   ]);
   const exitCode = diagnostics.some((d) => d.severity === "error") ? EXIT_FINDINGS : EXIT_OK;
-  return { plan: { ...plan, diagnostics }, diagnostics, exitCode };
+  return { plan: narrow({ ...plan, diagnostics }, vmid), diagnostics, exitCode };
 }
 
 function summary(ds: Diagnostic[], forwards: number): string {
@@ -158,11 +190,13 @@ function summary(ds: Diagnostic[], forwards: number): string {
 
 export function register(program: Command): void {
   program
-    .command("check")
-    .description("validate pve-nat.conf, the firewall files and guest configs (exit 1 on errors)")
-    .action(async (_opts: unknown, cmd: Command) => {
+    .command("check [vmid]")
+    .description(
+      "validate pve-nat.conf, the firewall files and guest configs, and diagnose the forwards on the live node (exit 1 on errors)",
+    )
+    .action(async (vmidArg: string | undefined, _opts: unknown, cmd: Command) => {
       const ctx = contextFrom(cmd.optsWithGlobals<GlobalOptions>());
-      const r = await runCheck(ctx);
+      const r = await runCheck(ctx, vmidArg === undefined ? null : parseVmid(vmidArg));
       if (ctx.json) {
         process.stdout.write(`${JSON.stringify(planToJson(r.plan), null, 2)}\n`);
       } else {

@@ -1,6 +1,7 @@
 // The I/O half of check's live diagnosis (issue 11): reads the facts diagnose/forwards.ts
 // judges — the filter table, the host's addresses, the daemon's answer, storage.cfg and the
-// hookscript files. Runs only where the live state is the node's (cli/live.ts).
+// hookscript files. Runs only where the live state is the node's (cli/live.ts); elsewhere it
+// says so once, as `plan` does.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { DaemonNotRunning, request } from "../bus/client.js";
@@ -11,6 +12,7 @@ import { createRunner, saveFilter } from "../iptables/runner.js";
 import type { Diagnostic, NatPlan, NodeInput } from "../model.js";
 import { parseStorageCfg, STORAGE_CFG } from "../pve/hookscript.js";
 import { interfaceAddresses } from "../pve/host.js";
+import { liveReadable } from "./live.js";
 
 async function daemonAnswer(socket: string): Promise<NodeFacts["daemon"]> {
   try {
@@ -22,11 +24,24 @@ async function daemonAnswer(socket: string): Promise<NodeFacts["daemon"]> {
   }
 }
 
+/** Every reason the plan's forwards (`only`: that guest's) cannot carry traffic on this node. */
 export async function liveDiagnostics(
   ctx: Context,
   plan: NatPlan,
   input: NodeInput,
+  only: number | null = null,
 ): Promise<Diagnostic[]> {
+  const why = liveReadable(ctx);
+  if (why !== null) {
+    return [
+      {
+        file: "iptables",
+        line: 0,
+        severity: "info",
+        message: `cannot read the node's live state (${why}): forwards not checked against the filter table, the node's addresses, the daemon and the hookscripts`,
+      },
+    ];
+  }
   const extra: Diagnostic[] = [];
   let filter: NodeFacts["filter"] = null;
   try {
@@ -51,5 +66,5 @@ export async function liveDiagnostics(
     storages,
     existingFiles,
   };
-  return [...extra, ...diagnoseForwards(plan, input, facts)];
+  return [...extra, ...diagnoseForwards(plan, input, facts, only)];
 }

@@ -11,10 +11,17 @@ import { all, type Match, matchAddress, matchPorts } from "./match.js";
 // are understood; any other match makes the rule "some": an ACCEPT that might match makes the
 // outcome unknown, so nothing is claimed. Pure.
 
-/** The original-direction packet of a forward as FORWARD sees it. */
+/** The original-direction packet of a forward as FORWARD sees it: its routed pass (ext →
+ *  guest bridge), or — `bridged` — its pass across a guest's fwbr bridge (bridge netfilter
+ *  shows bridged packets to FORWARD too; `in`/`out` are then the bridge, `physIn`/`physOut` its
+ *  ports). */
 export interface FilterPacket {
   in: string | null;
   out: string | null;
+  /** Bridged (not routed): `--physdev-is-bridged` matches only then. Default false. */
+  bridged?: boolean;
+  physIn?: string | null;
+  physOut?: string | null;
   source: IpSet | null;
   dest: IpSet | null;
   proto: Proto | null;
@@ -93,7 +100,15 @@ function portRanges(text: string): PortRange[] | null {
   return out;
 }
 
-const KNOWN_MODULES = new Set(["tcp", "udp", "conntrack", "state", "comment", "multiport"]);
+const KNOWN_MODULES = new Set([
+  "tcp",
+  "udp",
+  "conntrack",
+  "state",
+  "comment",
+  "multiport",
+  "physdev",
+]);
 
 /** The rule's match against the packet, and its target ("-j X" / "-g X"). */
 export function matchFilterRule(
@@ -176,6 +191,22 @@ export function matchFilterRule(
       case "--comment":
         take();
         break;
+      case "--physdev-is-bridged":
+      case "--physdev-is-in":
+      case "--physdev-is-out": {
+        // Flags without a value. A routed packet is never "being bridged"; one that entered or
+        // leaves through a bridge port may still have a physdev, so only is-bridged is certain.
+        const bridged = pkt.bridged === true;
+        ms.push(negate(bridged ? "yes" : a === "--physdev-is-bridged" ? "no" : "some", neg));
+        break;
+      }
+      case "--physdev-in":
+      case "--physdev-out": {
+        const n = take();
+        const dev = a === "--physdev-in" ? pkt.physIn : pkt.physOut;
+        ms.push(pkt.bridged === true ? negate(ifaceMatch(dev ?? null, value), n) : "some");
+        break;
+      }
       case "-j":
       case "-g":
         goto = a === "-g";

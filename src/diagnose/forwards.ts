@@ -75,29 +75,75 @@ function addressesOn(facts: NodeFacts, dev: string): string[] {
   return (facts.addresses.get(dev) ?? []).map((a) => a.split("/")[0] as string);
 }
 
+/** A firewall=1 NIC's bridge and its two ports (pve-firewall's names). */
+interface Fwbr {
+  dev: string;
+  /** fwln<vmid>i<n>: the port towards vmbrX. */
+  link: string;
+  /** tap<vmid>i<n> (qemu) / veth<vmid>i<n> (lxc): the guest's port. */
+  guest: string;
+  nic: number;
+}
+
 function filterDiagnostic(
   config: Config,
   facts: NodeFacts,
   f: Forward,
   pkt: FilterPacket,
+  fwbr: Fwbr | null = null,
 ): Diagnostic | null {
   if (!facts.filter) return null;
   const v = evaluateForward(facts.filter, pkt);
   if (v.verdict !== "drop") return null;
   const docker = facts.filter.chains.has("DOCKER");
+  const what = fwbr ? `its bridged pass through ${fwbr.dev} (net${fwbr.nic} firewall=1)` : "it";
   const by = v.rule
-    ? `the rule "${v.rule}" drops it`
-    : `the filter FORWARD policy is ${v.policy} and no rule accepts it${docker ? " (a DOCKER chain exists: Docker sets this policy when it starts)" : ""}`;
+    ? `the rule "${v.rule}" drops ${what}`
+    : `the filter FORWARD policy is ${v.policy} and no rule accepts ${what}${docker ? " (a DOCKER chain exists: Docker sets this policy when it starts)" : ""}`;
   const chain = docker ? "DOCKER-USER" : "FORWARD";
-  const fix =
-    f.direction === "in"
-      ? `accept forwarded connections in both directions: iptables -I ${chain} -m conntrack --ctstate DNAT -j ACCEPT (and keep it in your firewall configuration)`
-      : `accept the guest's outbound traffic and its replies: iptables -I ${chain} -i ${pkt.in ?? "<bridge>"} -o ${config.externalInterface} -j ACCEPT; iptables -I ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`;
+  const keep = "(and keep it in your firewall configuration)";
+  let fix: string;
+  if (fwbr) {
+    // Appended, the rule comes after pve-firewall's own: a guest firewall switched on later
+    // still decides. Only a dropping rule needs it first, and then for this bridge alone.
+    fix = v.rule
+      ? `accept what ${fwbr.dev} bridges: iptables -I FORWARD -i ${fwbr.dev} -o ${fwbr.dev} -j ACCEPT ${keep}`
+      : `accept what the firewall bridges carry after pve-firewall's own rules: iptables -A FORWARD -i fwbr+ -o fwbr+ -j ACCEPT ${keep}`;
+  } else {
+    fix =
+      f.direction === "in"
+        ? `accept forwarded connections in both directions: iptables -I ${chain} -m conntrack --ctstate DNAT -j ACCEPT ${keep}`
+        : `accept the guest's outbound traffic and its replies: iptables -I ${chain} -i ${pkt.in ?? "<bridge>"} -o ${config.externalInterface} -j ACCEPT; iptables -I ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`;
+  }
   return {
     ...where("iptables:filter"),
     severity: "error",
     message: `${label(f)}: ${by} — ${fix}`,
   };
+}
+
+/** The fwbr bridge a forward's traffic crosses, when FORWARD (not the guest firewall) judges
+ *  that pass: a firewall=1 NIC while pve-firewall does not filter it (the datacenter or guest
+ *  firewall off; where it filters, guestFwDiagnostic judges the pass by the guest's rules).
+ *  None with the nftables firewall (pve-firewall Helpers.pm needs_fwbr). */
+function fwbrOf(input: NodeInput, vmid: number, nic: GuestNic): Fwbr | null {
+  const g = input.guests[vmid];
+  if (!g || !nic.firewall || input.host?.options.nftables === "1") return null;
+  if (guestFirewallOn(input.cluster, g.fw)) return null;
+  const port = g.conf.kind === "qemu" ? "tap" : "veth";
+  return {
+    dev: `fwbr${vmid}i${nic.index}`,
+    link: `fwln${vmid}i${nic.index}`,
+    guest: `${port}${vmid}i${nic.index}`,
+    nic: nic.index,
+  };
+}
+
+/** Whether conntrack tracks the bridged pass through `dev` in its own zone (then the packet is
+ *  NEW there, not DNAT). */
+function zoned(plan: NatPlan, dev: string): boolean {
+  const e = plan.entry;
+  return e.zoneFix && (!e.zoneRule || e.zoneDevices.some((d) => d === dev || d === "fwbr+"));
 }
 
 function guestFwDiagnostic(
@@ -153,6 +199,21 @@ function gatewayDiagnostic(
   };
 }
 
+/** The prefix length of the external interface's subnet holding `addr` (the one to add it
+ *  with), or null when none of its addresses' subnets does. */
+function prefixFor(facts: NodeFacts, dev: string, addr: string): number | null {
+  const a = ipToInt(addr);
+  for (const cidr of facts.addresses.get(dev) ?? []) {
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+    if (!m) continue;
+    const len = Number(m[2]);
+    const size = 2 ** (32 - len);
+    const lo = Math.floor(ipToInt(m[1] as string) / size) * size;
+    if (a >= lo && a < lo + size) return len;
+  }
+  return null;
+}
+
 function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnostic | null {
   const addr = f.public.address;
   if (addr === null) return null;
@@ -161,10 +222,26 @@ function publicDiagnostic(config: Config, facts: NodeFacts, f: Forward): Diagnos
   const elsewhere = [...facts.addresses.keys()].find((dev) =>
     addressesOn(facts, dev).includes(addr),
   );
+  const prefix = prefixFor(facts, ext, addr);
+  const fix = `add it: ip addr add ${addr}/${prefix ?? "<prefix>"} dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`;
+  const lost = f.direction === "in" ? "nothing arrives for it" : "replies to it never arrive";
+  // Certain: on another interface (the DNAT rules match on the external one), or in a subnet
+  // of the external interface where nobody answers ARP for it. Outside every subnet of the
+  // node, a provider may route it to the node's address (an additional subnet): it may work.
+  if (elsewhere || prefix !== null) {
+    const why = elsewhere
+      ? `it is on ${elsewhere}`
+      : `in ${ext}'s subnet, but no interface of this node holds it: nobody answers ARP for it`;
+    return {
+      ...where("iptables:nat"),
+      severity: "error",
+      message: `${label(f)}: the public address ${addr} is not on ${ext} (${why}): ${lost} — ${fix}`,
+    };
+  }
   return {
     ...where("iptables:nat"),
-    severity: "error",
-    message: `${label(f)}: the public address ${addr} is not on ${ext}${elsewhere ? ` (it is on ${elsewhere})` : " (nor on any interface of this node)"}: nothing arrives for it — add it: ip addr add ${addr}/<prefix> dev ${ext} (and in /etc/network/interfaces), or use an address of ${ext} in the rule or public_address`,
+    severity: "warning",
+    message: `${label(f)}: the public address ${addr} is on no interface of this node: ${lost} unless your provider routes it to this node — ${fix}`,
   };
 }
 
@@ -228,8 +305,14 @@ export function snippetFiles(input: NodeInput, storages: ReadonlyMap<string, Sto
   return out;
 }
 
-/** Every reason a forward cannot carry traffic, once per cause. */
-export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFacts): Diagnostic[] {
+/** Every reason a forward cannot carry traffic, once per cause; `only`: that guest's forwards
+ *  alone (`check <vmid>`). */
+export function diagnoseForwards(
+  plan: NatPlan,
+  input: NodeInput,
+  facts: NodeFacts,
+  only: number | null = null,
+): Diagnostic[] {
   const config = input.config;
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
@@ -240,27 +323,43 @@ export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFac
     seen.add(k);
     out.push(d);
   };
-  const live = plan.forwards.filter((f) => f.state === "active" || f.state === "inactive");
+  const judged = (f: Forward) =>
+    (f.state === "active" || f.state === "inactive") && (only === null || f.vmid === only);
+  const live = plan.forwards.filter(judged);
   const hooked = new Set<number>();
   plan.forwards.forEach((f, i) => {
-    if (f.state !== "active" && f.state !== "inactive") return;
+    // Indexes stay the plan's: the DNAT rules name their forward by it (sourcesOf).
+    if (!judged(f)) return;
     const target = targetNic(input, f);
     const bridge = target?.nic.bridge ?? null;
+    const fwbr = target ? fwbrOf(input, target.vmid, target.nic) : null;
+    const guestAddr = f.private.address
+      ? [{ lo: ipToInt(f.private.address), hi: ipToInt(f.private.address) }]
+      : null;
     if (f.direction === "in") {
       const sources = sourcesOf(plan, i);
-      add(
-        filterDiagnostic(config, facts, f, {
-          in: config.externalInterface,
-          out: bridge,
-          source: sources,
-          dest: f.private.address
-            ? [{ lo: ipToInt(f.private.address), hi: ipToInt(f.private.address) }]
-            : null,
-          proto: f.proto,
-          dport: portsOf(f.private.ports),
-          ctstate: ["NEW", "DNAT"],
-        }),
-      );
+      const pkt: FilterPacket = {
+        in: config.externalInterface,
+        out: bridge,
+        source: sources,
+        dest: guestAddr,
+        proto: f.proto,
+        dport: portsOf(f.private.ports),
+        ctstate: ["NEW", "DNAT"],
+      };
+      add(filterDiagnostic(config, facts, f, pkt));
+      if (fwbr) {
+        const across: FilterPacket = {
+          ...pkt,
+          in: fwbr.dev,
+          out: fwbr.dev,
+          bridged: true,
+          physIn: fwbr.link,
+          physOut: fwbr.guest,
+          ctstate: zoned(plan, fwbr.dev) ? ["NEW"] : ["NEW", "DNAT"],
+        };
+        add(filterDiagnostic(config, facts, f, across, fwbr));
+      }
       if (target) add(guestFwDiagnostic(input, f, sources, target.vmid, target.nic));
     } else {
       const dst = f.destination
@@ -269,19 +368,28 @@ export function diagnoseForwards(plan: NatPlan, input: NodeInput, facts: NodeFac
             cluster: input.cluster,
           })
         : null;
-      add(
-        filterDiagnostic(config, facts, f, {
-          in: bridge,
-          out: config.externalInterface,
-          source: f.private.address
-            ? [{ lo: ipToInt(f.private.address), hi: ipToInt(f.private.address) }]
-            : null,
-          dest: dst === null ? ANY : dst.kind === "v4" ? dst.set : null,
-          proto: f.proto,
-          dport: portsOf(f.private.ports),
-          ctstate: ["NEW"],
-        }),
-      );
+      const pkt: FilterPacket = {
+        in: bridge,
+        out: config.externalInterface,
+        source: guestAddr,
+        dest: dst === null ? ANY : dst.kind === "v4" ? dst.set : null,
+        proto: f.proto,
+        dport: portsOf(f.private.ports),
+        ctstate: ["NEW"],
+      };
+      // The guest's packet crosses its fwbr first, then is routed out.
+      if (fwbr) {
+        const across: FilterPacket = {
+          ...pkt,
+          in: fwbr.dev,
+          out: fwbr.dev,
+          bridged: true,
+          physIn: fwbr.guest,
+          physOut: fwbr.link,
+        };
+        add(filterDiagnostic(config, facts, f, across, fwbr));
+      }
+      add(filterDiagnostic(config, facts, f, pkt));
     }
     add(publicDiagnostic(config, facts, f));
     if (target) add(gatewayDiagnostic(input, facts, target.vmid, target.nic));

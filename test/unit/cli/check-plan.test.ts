@@ -61,6 +61,15 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "pvenat-cli-"));
   execFileSync("ip", ["netns", "add", ns]);
   execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  // Inside a namespace `check` reads the live state as the node's (cli/live.ts): give it the
+  // node's two bridges, so the public address and the guests' gateway are where BASE says.
+  for (const [dev, addr] of [
+    ["vmbr0", "203.0.113.10/24"],
+    ["vmbr1", "10.10.10.1/24"],
+  ]) {
+    execFileSync("ip", ["-n", ns, "link", "add", dev as string, "type", "bridge"]);
+    execFileSync("ip", ["-n", ns, "addr", "add", addr as string, "dev", dev as string]);
+  }
 }, 120_000);
 
 afterAll(async () => {
@@ -70,12 +79,85 @@ afterAll(async () => {
 });
 
 describe("pve-nat check", () => {
-  it("a clean node: exit 0, a summary line", async () => {
+  // What a node without the daemon and without hookscripts says about itself (live diagnosis,
+  // issue 11): a warning for the daemon, an info per guest.
+  const NO_DAEMON =
+    "pve-nat.service: warning: the daemon is not running: no guest start, stop or edit changes the forwards until it runs — systemctl restart pve-nat\n";
+  const noHook = (file: string, vmid: number) =>
+    `${file}: info: guest ${vmid} has NAT rules but no hookscript: its forwards go live only at the next poll after it starts — pve-nat attach ${vmid}\n`;
+
+  it("a clean node: exit 0, the live findings and a summary line", async () => {
     const dir = await tree(BASE);
     const r = run(["check", "--root", dir]);
     expect(r.stderr).toBe("");
-    expect(r.stdout).toBe("0 errors, 0 warnings, 3 forwards\n");
+    expect(r.stdout).toBe(
+      noHook("nodes/pve1/lxc/105.conf", 105) +
+        noHook("nodes/pve1/qemu-server/107.conf", 107) +
+        NO_DAEMON +
+        "0 errors, 1 warning, 3 forwards\n",
+    );
     expect(r.code).toBe(0);
+  });
+
+  it("outside a network namespace --root is not the live node: one info, nothing live judged", async () => {
+    const dir = await tree(BASE);
+    const cmd = BIN ? [BIN] : [process.execPath, BUNDLE];
+    const r = spawnSync(cmd[0] as string, [...cmd.slice(1), "check", "--root", dir], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(r.stdout).toBe(
+      "iptables: info: cannot read the node's live state (--root outside a network namespace): forwards not checked against the filter table, the node's addresses, the daemon and the hookscripts\n" +
+        "0 errors, 0 warnings, 3 forwards\n",
+    );
+    expect(r.status).toBe(0);
+  });
+
+  it("check <vmid>: that guest's forwards and files; another guest's broken file is not its business", async () => {
+    const dir = await tree({
+      ...BASE,
+      "etc/pve/firewall/105.fw":
+        "[RULES]\nIN ACCEPT -p udp -dport 53 # NAT:5353\nIN ACCEPT -dport 1\n",
+      "etc/pve/nodes/pve1/qemu-server/107.conf": BASE[
+        "etc/pve/nodes/pve1/qemu-server/107.conf"
+      ]?.replace("gw=10.10.10.1", "gw=10.10.10.254") as string,
+    });
+    const all = run(["check", "--root", dir]);
+    expect(all.stdout).toMatch(/^firewall\/105\.fw:3: error: /m);
+    expect(all.stdout).toMatch(
+      /^nodes\/pve1\/qemu-server\/107\.conf: error: guest 107 net0: gw=10\.10\.10\.254/m,
+    );
+    expect(all.code).toBe(1);
+
+    const only105 = run(["check", "105", "--root", dir]);
+    expect(only105.stdout).toMatch(/^firewall\/105\.fw:3: error: /m);
+    expect(only105.stdout).not.toMatch(/107/);
+    expect(only105.stdout).toMatch(/, 1 forward\n$/);
+    expect(only105.code).toBe(1);
+
+    const only107 = JSON.parse(run(["check", "107", "--json", "--root", dir]).stdout);
+    expect(only107.forwards.map((f: { origin: string }) => f.origin)).toEqual([
+      "firewall/107.fw:5",
+      "firewall/107.fw:6",
+    ]);
+    expect(
+      only107.diagnostics.map((d: { file: string; severity: string }) => `${d.file} ${d.severity}`),
+    ).toEqual([
+      "nodes/pve1/qemu-server/107.conf error",
+      "nodes/pve1/qemu-server/107.conf info",
+      "pve-nat.service warning",
+    ]);
+    expect(run(["check", "107", "--root", dir]).code).toBe(1);
+  });
+
+  it("check <vmid> of a guest unknown here: exit 2 and why", async () => {
+    const dir = await tree(BASE);
+    const r = run(["check", "999", "--root", dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "pve-nat: guest 999 is not configured on node pve1 and has no firewall/999.fw\n",
+    );
+    expect(run(["check", "abc", "--root", dir]).code).toBe(2);
   });
 
   it("global flags work before and after the subcommand", async () => {
@@ -89,7 +171,17 @@ describe("pve-nat check", () => {
     const r = run(["check", "--json", "--root", dir]);
     expect(r.code).toBe(0);
     const json = JSON.parse(r.stdout);
-    expect(json).toMatchObject({ version: 1, node: "pve1", diagnostics: [] });
+    expect(json).toMatchObject({ version: 1, node: "pve1" });
+    expect(json.diagnostics).toEqual([
+      expect.objectContaining({ file: "nodes/pve1/lxc/105.conf", line: 0, severity: "info" }),
+      expect.objectContaining({ file: "nodes/pve1/qemu-server/107.conf", severity: "info" }),
+      {
+        file: "pve-nat.service",
+        line: 0,
+        severity: "warning",
+        message: NO_DAEMON.replace(/^pve-nat\.service: warning: /, "").trimEnd(),
+      },
+    ]);
     expect(json).not.toHaveProperty("restore");
     expect(json.forwards.map((f: { origin: string }) => f.origin)).toEqual([
       "firewall/105.fw:2",

@@ -71,8 +71,40 @@ describe("FORWARD verdict", () => {
     ],
     [
       "an unknown match on ACCEPT: unknown",
-      save("DROP", ["-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT"]),
+      save("DROP", ["-A FORWARD -m mark --mark 0x1 -j ACCEPT"]),
       "unknown",
+    ],
+    [
+      "physdev: a routed packet is never being bridged",
+      save("DROP", ["-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT"]),
+      "drop policy DROP",
+    ],
+    [
+      "physdev: ! --physdev-is-bridged takes every routed packet",
+      save("DROP", ["-A FORWARD -m physdev ! --physdev-is-bridged -j ACCEPT"]),
+      "accept",
+    ],
+    [
+      "physdev: a routed packet may have come in through a bridge port",
+      save("DROP", ["-A FORWARD -m physdev --physdev-in eno1 -j ACCEPT"]),
+      "unknown",
+    ],
+    [
+      "pve-firewall's chains under policy DROP: the routed pass falls through to the policy",
+      save(
+        "DROP",
+        [
+          "-A FORWARD -j PVEFW-FORWARD",
+          "-A PVEFW-FORWARD -m conntrack --ctstate INVALID -j DROP",
+          "-A PVEFW-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+          "-A PVEFW-FORWARD -m physdev --physdev-in fwln+ --physdev-is-bridged -j PVEFW-FWBR-IN",
+          "-A PVEFW-FWBR-IN -m physdev --physdev-out tap107i0 --physdev-is-bridged -j tap107i0-IN",
+          "-A tap107i0-IN -s 198.51.100.0/24 -p tcp -m tcp --dport 22 -j ACCEPT",
+          "-A tap107i0-IN -j DROP",
+        ],
+        ["PVEFW-FORWARD", "PVEFW-FWBR-IN", "tap107i0-IN"],
+      ),
+      "drop policy DROP",
     ],
     [
       "Docker's chains: DOCKER-USER returns, isolation returns, policy drops",
@@ -116,5 +148,65 @@ describe("FORWARD verdict", () => {
     ],
   ])("%s", (_name, text, expected) => {
     expect(verdict(text)).toBe(expected);
+  });
+});
+
+describe("FORWARD verdict for the bridged pass across a firewall bridge", () => {
+  const across: FilterPacket = {
+    ...pkt,
+    in: "fwbr107i0",
+    out: "fwbr107i0",
+    bridged: true,
+    physIn: "fwln107i0",
+    physOut: "tap107i0",
+    ctstate: ["NEW"],
+  };
+  const bridged = (text: string) => {
+    const v = evaluateForward(parseFilterSave(text), across);
+    return v.verdict === "drop" ? `drop ${v.rule ?? `policy ${v.policy}`}` : v.verdict;
+  };
+
+  it.each([
+    ["policy DROP: dropped", save("DROP", []), "drop policy DROP"],
+    [
+      "the DNAT state fix does not take it (its own conntrack zone: NEW only)",
+      save("DROP", ["-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT"]),
+      "drop policy DROP",
+    ],
+    ["accepted on fwbr+", save("DROP", ["-A FORWARD -i fwbr+ -o fwbr+ -j ACCEPT"]), "accept"],
+    [
+      "physdev-is-bridged matches it",
+      save("DROP", ["-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT"]),
+      "accept",
+    ],
+    [
+      "its ports: in from fwln+, out to the guest's tap",
+      save("DROP", [
+        "-A FORWARD -m physdev --physdev-in fwln+ --physdev-out tap107i0 --physdev-is-bridged -j ACCEPT",
+      ]),
+      "accept",
+    ],
+    [
+      "another guest's tap: no match",
+      save("DROP", ["-A FORWARD -m physdev --physdev-out tap108i0 --physdev-is-bridged -j ACCEPT"]),
+      "drop policy DROP",
+    ],
+    [
+      "pve-firewall's guest chain decides it",
+      save(
+        "DROP",
+        [
+          "-A FORWARD -j PVEFW-FORWARD",
+          "-A PVEFW-FORWARD -m physdev --physdev-in fwln+ --physdev-is-bridged -j PVEFW-FWBR-IN",
+          "-A PVEFW-FWBR-IN -m physdev --physdev-out tap107i0 --physdev-is-bridged -j tap107i0-IN",
+          "-A tap107i0-IN -p tcp -m tcp --dport 22 -j ACCEPT",
+          "-A tap107i0-IN -j DROP",
+        ],
+        ["PVEFW-FORWARD", "PVEFW-FWBR-IN", "tap107i0-IN"],
+      ),
+      "accept",
+    ],
+  ])("%s", (_name, text, expected) => {
+    expect(bridged(text)).toBe(expected);
   });
 });

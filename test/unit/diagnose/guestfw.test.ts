@@ -15,12 +15,19 @@ const ssh: GuestPacket = {
   dport: [{ from: 22, to: 22 }],
 };
 const fromClient: GuestPacket = { ...ssh, source: one("198.51.100.7") };
+const https: GuestPacket = { ...ssh, dport: [{ from: 443, to: 443 }] };
+const dns: GuestPacket = { ...ssh, proto: "udp", dport: [{ from: 53, to: 53 }] };
 
 const cluster = fw("cluster", "firewall/cluster.fw", {
   options: { enable: "1" },
-  aliases: { office: "198.51.100.0/24" },
+  aliases: { office: "198.51.100.0/24", client7: "198.51.100.7" },
   ipsets: { admins: ["198.51.100.0/24", "!198.51.100.9"] },
-  groups: { webfarm: ["IN ACCEPT -p tcp -dport 22", "IN DROP -p tcp -dport 80"] },
+  groups: {
+    webfarm: ["IN ACCEPT -p tcp -dport 22", "IN DROP -p tcp -dport 80"],
+    // Resolved in the cluster's scope: `client7` is the cluster's even where a guest redefines it.
+    byalias: ["IN ACCEPT -source client7 -p tcp -dport 22"],
+    quiet: ["|IN ACCEPT -p tcp -dport 22", "IN REJECT -p tcp -dport 22"],
+  },
 });
 
 function verdict(
@@ -73,7 +80,7 @@ describe("guest firewall IN verdict", () => {
       "security group rules in place (the group's line in cluster.fw)",
       ["GROUP webfarm"],
       ssh,
-      "accept line 9",
+      "accept line 10",
     ],
     ["a disabled GROUP line", ["|GROUP webfarm"], ssh, "drop policy DROP"],
     [
@@ -125,6 +132,96 @@ describe("guest firewall IN verdict", () => {
   it("policy_in ACCEPT accepts what no rule drops; REJECT drops", () => {
     expect(verdict([], ssh, { enable: "1", policy_in: "ACCEPT" })).toBe("accept policy");
     expect(verdict([], ssh, { enable: "1", policy_in: "REJECT" })).toBe("drop policy REJECT");
+  });
+
+  it.each<[string, string[], GuestPacket, string]>([
+    ["a multi-entry macro: Web(ACCEPT) is 80 and 443", ["IN Web(ACCEPT)"], https, "accept line 4"],
+    ["a multi-entry macro for udp: DNS(ACCEPT)", ["IN DNS(ACCEPT)"], dns, "accept line 4"],
+    ["DNS(ACCEPT) is not 443", ["IN DNS(ACCEPT)"], https, "drop policy DROP"],
+    [
+      "a macro with a source: only that client's traffic",
+      ["IN SSH(ACCEPT) -source 198.51.100.7"],
+      fromClient,
+      "accept line 4",
+    ],
+    [
+      "a macro with a source, anyone connects: partly (not diagnosed)",
+      ["IN SSH(ACCEPT) -source 198.51.100.7"],
+      ssh,
+      "partly line 4",
+    ],
+    [
+      "dc/ picks the cluster's alias",
+      ["IN ACCEPT -source dc/office -p tcp -dport 22"],
+      fromClient,
+      "accept line 4",
+    ],
+    [
+      "+dc/ picks the cluster's ipset",
+      ["IN ACCEPT -source +dc/admins -p tcp -dport 22"],
+      fromClient,
+      "accept line 4",
+    ],
+    [
+      "a group's alias is the cluster's, whatever the guest defines",
+      ["GROUP byalias"],
+      fromClient,
+      "accept line 13",
+    ],
+    [
+      "a disabled rule inside a group does not exist; the group's REJECT decides",
+      ["GROUP quiet", "IN ACCEPT -p tcp -dport 22"],
+      ssh,
+      "drop line 16",
+    ],
+    [
+      "a GROUP line limited to another NIC is skipped",
+      ["GROUP quiet -i net1", "IN ACCEPT -p tcp -dport 22"],
+      ssh,
+      "accept line 5",
+    ],
+    [
+      "a rule for several ports covering the forward's",
+      ["IN ACCEPT -p tcp -dport 22,80,443"],
+      ssh,
+      "accept line 4",
+    ],
+    [
+      "a forward of a port range, the rule covering part of it: partly",
+      ["IN ACCEPT -p tcp -dport 9000:9001"],
+      { ...ssh, dport: [{ from: 9000, to: 9002 }] },
+      "partly line 4",
+    ],
+  ])("%s", (_name, rules, pkt, expected) => {
+    const guest = fw("guest", "firewall/107.fw", {
+      options: { enable: "1" },
+      rules,
+      aliases: { client7: "198.51.100.99" },
+      ipsets: { admins: ["198.51.100.9"] },
+    });
+    const v = evaluateGuestIn(pkt, guest, cluster);
+    const got =
+      v.verdict === "drop"
+        ? `drop ${v.rule ? `line ${v.rule.line}` : `policy ${v.policy}`}`
+        : v.verdict === "accept"
+          ? `accept ${v.rule ? `line ${v.rule.line}` : "policy"}`
+          : `partly line ${v.rule.line}`;
+    expect(got).toBe(expected);
+  });
+
+  it("an ipset of the guest is looked up before the cluster's", () => {
+    const rules = ["IN ACCEPT -source +admins -p tcp -dport 22"];
+    const guest = fw("guest", "firewall/107.fw", {
+      options: { enable: "1" },
+      rules,
+      ipsets: { admins: ["192.0.2.0/24"] },
+    });
+    expect(evaluateGuestIn(fromClient, guest, cluster).verdict).toBe("drop");
+  });
+
+  it("policy_in is case-insensitive; an unknown value is DROP", () => {
+    expect(verdict([], ssh, { enable: "1", policy_in: "accept" })).toBe("accept policy");
+    expect(verdict([], ssh, { enable: "1", policy_in: "bogus" })).toBe("drop policy DROP");
   });
 
   it("a guest alias is looked up before the cluster's", () => {
