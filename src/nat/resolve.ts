@@ -1,6 +1,6 @@
 import type { AddressSource, FwFile, GuestConf, GuestNic } from "../model.js";
-import { isIPv4, netIp, parseAddressRef } from "../pve/address.js";
-import { type IpSet, ipToInt, networkOf, singleAddress, subtract, union } from "./ipv4.js";
+import { netIp, parseAddressRef } from "../pve/address.js";
+import { type IpSet, ipToInt, singleAddress, subtract, union } from "./ipv4.js";
 import { type NicAddress, staticAddress, triedFor } from "./learn.js";
 
 // Address references of a NAT rule → exact IPv4 sets, and the guest's own address from its
