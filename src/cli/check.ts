@@ -4,6 +4,8 @@
 
 import { readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { attachedGuests, readClusterView } from "../cluster/files.js";
+import { clusterDiagnostics } from "../cluster/presence.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { arpIgnorePath, fwbrDevices, realProcFs } from "../daemon/prereq.js";
 import { EXIT_FINDINGS, EXIT_OK } from "../errors.js";
@@ -144,6 +146,8 @@ export async function runCheck(ctx: Context): Promise<CheckResult> {
     ...configDiags,
     ...plan.diagnostics,
     ...(await otherFwDiagnostics(ctx, input.node, local, plan)),
+    // Members without pve-nat, where attached guests could not start (issue 12 item 2).
+    ...clusterDiagnostics(await readClusterView(ctx, input.node), await attachedGuests(ctx)),
     ...(ctx.root ? [] : await hostDiagnostics(conf.config, plan)),
   ]);
   const exitCode = diagnostics.some((d) => d.severity === "error") ? EXIT_FINDINGS : EXIT_OK;

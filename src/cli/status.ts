@@ -2,6 +2,8 @@
 // the daemon's state. Works without the daemon (then "daemon": {"running": false}).
 import type { Command } from "commander";
 import { request } from "../bus/client.js";
+import { readClusterView } from "../cluster/files.js";
+import { type ClusterView, presenceRel } from "../cluster/presence.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { type Counters, readForwardCounters } from "../iptables/counters.js";
@@ -9,7 +11,7 @@ import { createRunner } from "../iptables/runner.js";
 import type { Config, Diagnostic, NatPlan } from "../model.js";
 import { compile } from "../nat/compile.js";
 import { planToJson } from "../nat/json.js";
-import { loadNode, readConfig } from "../pve/node.js";
+import { loadNode, nodeName, readConfig } from "../pve/node.js";
 import { diagnosticLine, FORWARD_HEADERS, forwardRow, sortDiagnostics, table } from "./format.js";
 
 export { type Counters, forwardCounters } from "../iptables/counters.js";
@@ -138,11 +140,97 @@ export async function runStatus(opts: GlobalOptions): Promise<number> {
   return 0;
 }
 
+/** `status --cluster` as JSON: one entry per node (members and node directories), with what
+ *  its daemon last published in nodes/<node>/pve-nat.json. */
+export function clusterJson(view: ClusterView): Record<string, unknown> {
+  const names = [...new Set([...view.members, ...view.presence.keys()])].sort();
+  return {
+    version: 1,
+    node: view.self,
+    members_from: view.membersFrom,
+    nodes: names.map((node) => {
+      const p = view.presence.get(node);
+      const ok = p !== undefined && !("error" in p);
+      return {
+        node,
+        member: view.members.includes(node),
+        pve_nat: ok ? p.pve_nat : null,
+        started: ok ? p.started || null : null,
+        updated: ok ? p.updated || null : null,
+        error: p && "error" in p ? `${presenceRel(node)}: ${p.error}` : null,
+        forwards: ok ? p.forwards : [],
+        more: ok ? p.more : 0,
+      };
+    }),
+  };
+}
+
+export function clusterText(view: ClusterView): string {
+  const j = clusterJson(view) as { nodes: Array<Record<string, unknown>> };
+  const nodeRows = j.nodes.map((n) => {
+    const fw = n.forwards as unknown[];
+    const count = fw.length + (n.more as number);
+    const note =
+      n.error !== null
+        ? String(n.error)
+        : n.pve_nat === null
+          ? `pve-nat not installed (no ${presenceRel(String(n.node))})${
+              n.member ? ": attached guests cannot start here" : ""
+            }`
+          : n.member
+            ? ""
+            : "not a cluster member";
+    return [
+      String(n.node),
+      (n.pve_nat as string | null) ?? "-",
+      (n.updated as string | null) ?? "-",
+      n.pve_nat === null ? "-" : String(count),
+      note,
+    ];
+  });
+  const out = [
+    `cluster (members from ${view.membersFrom})\n`,
+    table(["NODE", "PVE-NAT", "UPDATED", "FORWARDS", "NOTE"], nodeRows),
+  ];
+  const fwRows: string[][] = [];
+  for (const n of j.nodes) {
+    for (const f of n.forwards as Array<Record<string, unknown>>) {
+      fwRows.push([
+        String(n.node),
+        f.vmid === null ? "-" : String(f.vmid),
+        String(f.direction),
+        (f.proto as string | null) ?? "all",
+        String(f.public),
+        String(f.private),
+        String(f.state),
+      ]);
+    }
+    if ((n.more as number) > 0)
+      fwRows.push([String(n.node), "…", `${n.more} more`, "", "", "", ""]);
+  }
+  if (fwRows.length > 0) {
+    out.push("\n", table(["NODE", "VMID", "DIR", "PROTO", "PUBLIC", "PRIVATE", "STATE"], fwRows));
+  }
+  return out.join("");
+}
+
+export async function runClusterStatus(opts: GlobalOptions): Promise<number> {
+  const ctx = contextFrom(opts);
+  const conf = await readConfig(ctx.configPath);
+  const view = await readClusterView(ctx, nodeName(ctx, conf.config));
+  process.stdout.write(
+    ctx.json ? `${JSON.stringify(clusterJson(view), null, 2)}\n` : clusterText(view),
+  );
+  return 0;
+}
+
 export function register(program: Command): void {
   program
     .command("status")
     .description("forwards with their state and live counters, and the daemon's state")
-    .action(async (_opts: unknown, cmd: Command) => {
-      process.exitCode = await runStatus(cmd.optsWithGlobals<GlobalOptions>());
+    .option("--cluster", "every node's forwards, as its daemon publishes them in /etc/pve")
+    .action(async (opts: { cluster?: boolean }, cmd: Command) => {
+      const globals = cmd.optsWithGlobals<GlobalOptions>();
+      process.exitCode = opts.cluster ? await runClusterStatus(globals) : await runStatus(globals);
     });
 }

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { type BusServer, startBus } from "../bus/server.js";
+import { writePresence } from "../cluster/files.js";
 import type { Context } from "../context.js";
 import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
@@ -9,7 +10,8 @@ import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config } from "../model.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
-import { readConfig } from "../pve/node.js";
+import { nodeName, readConfig } from "../pve/node.js";
+import { VERSION } from "../version.js";
 import { type Applier, createApplier } from "./applier.js";
 import { realClock } from "./clock.js";
 import { conntrackCleaner } from "./conntrack.js";
@@ -19,6 +21,7 @@ import { createLifecycle } from "./lifecycle.js";
 import { createMetricsWriter, type MetricsWriter } from "./metrics.js";
 import { planLoader } from "./plan.js";
 import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
+import { createPresencePublisher } from "./presence.js";
 import { createWatcher } from "./watcher.js";
 
 // `pve-nat daemon`: the only writer of pve-nat's iptables state (SPEC §1). Reconciles at
@@ -92,6 +95,14 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const clock = realClock;
   const metrics = createDaemonMetrics(() => clock.wall().getTime() / 1000);
   let writer: MetricsWriter | null = null;
+  // nodes/<node>/pve-nat.json in pmxcfs: attach, check and status --cluster on every node read it.
+  const presence = createPresencePublisher({
+    node: nodeName(ctx, config),
+    version: VERSION,
+    write: (p) => writePresence(ctx, p),
+    clock: realClock,
+    log,
+  });
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
@@ -108,6 +119,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     onCycle: (seconds, ok) => {
       metrics.applied(seconds, ok);
       writer?.kick();
+      if (ok) presence.update(applier.state().plan);
     },
     // iptables = auto: pve-firewall's ExecStartPre may switch the alternative after we started.
     ...(config.iptables === "auto"
@@ -209,6 +221,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     log.error({ err: errText(err) }, "initial reconcile failed; retrying");
   }
   await arpAll(applier, log).catch(() => {});
+  await presence.start(applier.state().plan);
   watcher.start();
   drift.start();
   writer?.start();
@@ -223,6 +236,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   watcher.stop();
   drift.stop();
   writer?.stop();
+  presence.stop();
   lifecycle.stop();
   await applier.stop();
   await bus.close();
