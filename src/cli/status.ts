@@ -5,10 +5,12 @@ import { request } from "../bus/client.js";
 import { readClusterView } from "../cluster/files.js";
 import { type ClusterView, presenceRel } from "../cluster/presence.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
+import { readAdmissions } from "../daemon/admission.js";
+import type { Admission } from "../diagnose/admission.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { type Counters, readForwardCounters } from "../iptables/counters.js";
 import { createRunner } from "../iptables/runner.js";
-import type { Config, Diagnostic, NatPlan } from "../model.js";
+import type { Config, NatPlan, NodeInput } from "../model.js";
 import { compile } from "../nat/compile.js";
 import { planToJson } from "../nat/json.js";
 import { loadNode, nodeName, readConfig } from "../pve/node.js";
@@ -30,10 +32,25 @@ function daemonLine(d: DaemonView): string {
   return parts.join(", ");
 }
 
+/** Notes under the table for forwards live in pve-nat that the guest firewall does not admit
+ *  yet (its state stays `active`: pve-nat's part is done). */
+function admissionNotes(plan: NatPlan, admissions: ReadonlyMap<number, Admission>): string[] {
+  const out: string[] = [];
+  for (const [i, a] of [...admissions].sort((x, y) => x[0] - y[0])) {
+    const f = plan.forwards[i];
+    if (a.state !== "pending" || !f) continue;
+    out.push(
+      `guest firewall pending: vm${f.vmid} ${f.proto} ${f.public.address ?? "?"}:${f.public.ports ?? "?"} → ${f.private.address ?? "?"}:${f.private.ports ?? "?"} (${f.origin}): ${a.chain} does not admit ${a.port} yet; pve-firewall adds it at its next update (up to 10 s)\n`,
+    );
+  }
+  return out;
+}
+
 export function statusText(
   plan: NatPlan,
   counters: Array<Counters | null>,
   daemon: DaemonView,
+  admissions: ReadonlyMap<number, Admission> = new Map(),
 ): string {
   const headers = [...FORWARD_HEADERS, "PKTS", "BYTES"];
   const rows = plan.forwards.map((f, i) => {
@@ -41,6 +58,8 @@ export function statusText(
     return [...forwardRow(f), c ? String(c.packets) : "-", c ? String(c.bytes) : "-"];
   });
   const out = [`node ${plan.node}\n`, table(headers, rows)];
+  const notes = admissionNotes(plan, admissions);
+  if (notes.length > 0) out.push("\n", ...notes);
   const ds = sortDiagnostics(plan.diagnostics);
   if (ds.length > 0) out.push("\n", ...ds.map((d) => `${diagnosticLine(d)}\n`));
   out.push("\n", `${daemonLine(daemon)}\n`);
@@ -62,34 +81,52 @@ function isPlan(v: unknown): v is NatPlan {
   );
 }
 
-/** The daemon's state, and the plan it last made live (null: none, or no daemon). */
+function isAdmission(v: unknown): v is [number, Admission] {
+  if (!Array.isArray(v) || v.length !== 2 || !Number.isInteger(v[0])) return false;
+  const a = v[1] as Admission | null;
+  return (
+    typeof a === "object" &&
+    a !== null &&
+    (a.state === "pending" || a.state === "accepted") &&
+    typeof a.chain === "string" &&
+    typeof a.port === "string"
+  );
+}
+
+/** The daemon's state, the plan it last made live (null: none, or no daemon) and whether the
+ *  guest firewall admits its forwards yet. */
 export async function daemonView(
   socket: string,
   timeoutMs: number,
-): Promise<{ daemon: DaemonView; plan: NatPlan | null }> {
+): Promise<{ daemon: DaemonView; plan: NatPlan | null; admissions: Map<number, Admission> }> {
+  const none = new Map<number, Admission>();
   try {
     const reply = await request(socket, { v: 1, type: "status" }, timeoutMs);
-    if (!reply.ok) return { daemon: { running: false, error: reply.error }, plan: null };
+    if (!reply.ok) {
+      return { daemon: { running: false, error: reply.error }, plan: null, admissions: none };
+    }
     const r = reply.result;
-    if (typeof r !== "object" || r === null) return { daemon: { running: true }, plan: null };
-    const { plan, ...rest } = r as Record<string, unknown>;
-    return { daemon: { ...rest, running: true }, plan: isPlan(plan) ? plan : null };
+    if (typeof r !== "object" || r === null) {
+      return { daemon: { running: true }, plan: null, admissions: none };
+    }
+    const { plan, admissions, ...rest } = r as Record<string, unknown>;
+    return {
+      daemon: { ...rest, running: true },
+      plan: isPlan(plan) ? plan : null,
+      admissions: new Map(Array.isArray(admissions) ? admissions.filter(isAdmission) : []),
+    };
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     return {
       daemon: msg === "daemon not running" ? { running: false } : { running: false, error: msg },
       plan: null,
+      admissions: none,
     };
   }
 }
 
-/** Without a daemon (or before its first sync): the plan the files describe. */
-async function planFromFiles(
-  ctx: Context,
-  config: Config,
-  daemon: DaemonView,
-  extra: Diagnostic[],
-): Promise<NatPlan> {
+/** The node's input as the daemon sees it (its lifecycle overrides applied). */
+async function inputFor(ctx: Context, config: Config, daemon: DaemonView): Promise<NodeInput> {
   // The daemon's lifecycle overrides, so starting guests show as it sees them.
   const pending = daemon.running ? asList(daemon.pending) : new Set<number>();
   const down = daemon.running ? asList(daemon.down) : new Set<number>();
@@ -97,12 +134,11 @@ async function planFromFiles(
     { path: ctx.path, configPath: ctx.configPath, node: ctx.node },
     { pending, config },
   );
-  input.diagnostics.push(...extra);
   for (const vmid of down) {
     const g = input.guests[vmid];
     if (g) g.state = "stopped";
   }
-  return compile(input);
+  return input;
 }
 
 export async function runStatus(opts: GlobalOptions): Promise<number> {
@@ -114,12 +150,26 @@ export async function runStatus(opts: GlobalOptions): Promise<number> {
   }
   const view = await daemonView(ctx.path(conf.config.socket), 1000);
   const daemon = view.daemon;
-  const plan = view.plan
-    ? { ...view.plan, diagnostics: [...view.plan.diagnostics] }
-    : await planFromFiles(ctx, conf.config, daemon, conf.unknownKeys);
+  let plan: NatPlan;
+  let input: NodeInput | null = null;
+  if (view.plan) {
+    plan = { ...view.plan, diagnostics: [...view.plan.diagnostics] };
+  } else {
+    // Without a daemon (or before its first sync): the plan the files describe.
+    input = await inputFor(ctx, conf.config, daemon);
+    input.diagnostics.push(...conf.unknownKeys);
+    plan = compile(input);
+  }
   let counters: Array<Counters | null> = plan.forwards.map(() => null);
+  // Whether the guest firewall admits each forward yet (issue 12 item 3): the daemon's answer,
+  // else read here. Quiet on failure: it is a note, and the counters' warning already says
+  // when iptables cannot be read.
+  let admissions = view.admissions;
   try {
-    counters = await readForwardCounters(await createRunner(conf.config.iptables), plan);
+    const runner = await createRunner(conf.config.iptables);
+    counters = await readForwardCounters(runner, plan);
+    if (input)
+      admissions = await readAdmissions(plan, input, runner.backend).catch(() => new Map());
   } catch (err) {
     plan.diagnostics.push({
       file: ctx.configPath,
@@ -129,13 +179,14 @@ export async function runStatus(opts: GlobalOptions): Promise<number> {
     });
   }
   if (ctx.json) {
+    const guestFirewall = plan.forwards.map((_, i) => admissions.get(i)?.state ?? null);
     const obj = planToJson(
       { ...plan, diagnostics: sortDiagnostics(plan.diagnostics) },
-      { counters, daemon },
+      { counters, daemon, guestFirewall },
     );
     process.stdout.write(`${JSON.stringify(obj, null, 2)}\n`);
   } else {
-    process.stdout.write(statusText(plan, counters, daemon));
+    process.stdout.write(statusText(plan, counters, daemon, admissions));
   }
   return 0;
 }

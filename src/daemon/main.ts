@@ -7,11 +7,12 @@ import { EXIT_FAILURE } from "../errors.js";
 import { type Backend, createRunner, detectBackend, runnerFor } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
-import type { Config } from "../model.js";
+import type { Config, NodeInput } from "../model.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
 import { VERSION } from "../version.js";
+import { readAdmissions } from "./admission.js";
 import { type Applier, createApplier } from "./applier.js";
 import { realClock } from "./clock.js";
 import { conntrackCleaner } from "./conntrack.js";
@@ -107,8 +108,17 @@ export async function runDaemon(ctx: Context): Promise<void> {
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
+  let lastInput: NodeInput | null = null;
   const applier = createApplier({
-    load: planLoader(source, overrides),
+    load: planLoader(source, overrides, (input) => {
+      lastInput = input;
+    }),
+    // pve-firewall admits a new forward only at its next update: say so in `applied`.
+    admission: (plan, owners, backend) =>
+      readAdmissions(plan, lastInput, backend, owners).catch((err: unknown) => {
+        log.debug({ err: errText(err) }, "cannot read the filter table for the guest firewall");
+        return new Map();
+      }),
     runner,
     publish: (e) => {
       bus?.publish(e).catch(() => {});
@@ -193,6 +203,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
         log,
         metrics,
         afterSync: () => arpAll(applier, log),
+        admissions: (plan) =>
+          readAdmissions(plan, lastInput, applier.state().backend).catch(() => new Map()),
         afterFlush: async () => {
           await setArpIgnore(await fwbrDevices(realProcFs), 0, realProcFs, log);
         },
