@@ -1,6 +1,6 @@
 // The I/O half of cluster/presence.ts: pmxcfs's member list, every node's presence file, the
 // attached guests of every node, and the atomic write of this node's presence file.
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../context.js";
 import { NODE_NAME } from "../names.js";
@@ -71,14 +71,19 @@ export async function attachedGuests(ctx: Paths): Promise<Array<{ vmid: number; 
 }
 
 /** Writes nodes/<node>/pve-nat.json atomically (a temporary file renamed into place; pmxcfs
- *  supports rename, and Proxmox writes its own files the same way). */
-export async function writePresence(ctx: Paths, p: Presence): Promise<void> {
+ *  supports rename, and pve-ha-lrm writes nodes/<node>/lrm_status the same way). Only into an
+ *  existing node directory, which pmxcfs always has: false (nothing written) where there is
+ *  none — not a Proxmox node, or /etc/pve not mounted, where a file would land on the disk
+ *  under the mount point. */
+export async function writePresence(ctx: Paths, p: Presence): Promise<boolean> {
   const file = ctx.path(`${PVE_DIR}/${presenceRel(p.node)}`);
-  await mkdir(path.dirname(file), { recursive: true });
+  const dir = await stat(path.dirname(file)).catch(() => null);
+  if (!dir?.isDirectory()) return false;
   const tmp = `${file}.tmp.${process.pid}`;
   try {
     await writeFile(tmp, presenceText(p));
     await rename(tmp, file);
+    return true;
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;

@@ -22,7 +22,8 @@ export interface PresencePublisher {
 export function createPresencePublisher(deps: {
   node: string;
   version: string;
-  write(p: Presence): Promise<void>;
+  /** false: nothing written (no node directory in /etc/pve). */
+  write(p: Presence): Promise<boolean>;
   clock: Clock;
   log: Logger;
   minIntervalMs?: number;
@@ -52,10 +53,17 @@ export function createPresencePublisher(deps: {
     };
     lastWrite = clock.now();
     try {
-      await deps.write(p);
-      written = key;
-      warned = false;
-      log.debug({ forwards: p.forwards.length + p.more }, "presence file written");
+      if (await deps.write(p)) {
+        written = key;
+        warned = false;
+        log.debug({ forwards: p.forwards.length + p.more }, "presence file written");
+      } else if (!warned) {
+        log.info(
+          { node: deps.node },
+          "presence file not written: no /etc/pve/nodes/<node> directory (not a Proxmox node, or /etc/pve not mounted)",
+        );
+        warned = true;
+      }
     } catch (err) {
       // /etc/pve is read-only without quorum: the next change tries again.
       (warned ? log.debug : log.warn).call(

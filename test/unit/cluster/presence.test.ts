@@ -133,6 +133,7 @@ describe("the daemon's publisher", () => {
       write: async (p) => {
         if (fail) throw new Error("EACCES (no quorum)");
         writes.push(p);
+        return true;
       },
       clock,
       log: silent,
@@ -237,6 +238,12 @@ describe("the files", () => {
       /^pve2 +- +- +- +pve-nat not installed \(no nodes\/pve2\/pve-nat\.json\): attached guests cannot start here$/m,
     );
     expect(text).toMatch(/^pve1 +107 +in +tcp +203\.0\.113\.10:822 +10\.10\.10\.107:22 +active$/m);
+  });
+
+  it("never creates the node directory: without it (no pmxcfs mounted) nothing is written", async () => {
+    expect(await writePresence(ctx(), presence("pve1"))).toBe(false);
+    const { readdir } = await import("node:fs/promises");
+    expect(await readdir(root)).toEqual([]);
   });
 
   it("lists attached guests of every node, snapshots ignored", async () => {
