@@ -8,8 +8,7 @@
 
 import { type FastInvocation, fastInvocation, GLOBAL_FLAGS } from "./cli/globals.js";
 import { exitFor } from "./errors.js";
-
-export const VERSION = process.env.PVE_NAT_VERSION ?? "0.0.0-dev";
+import { VERSION } from "./version.js";
 
 async function runFast(fast: FastInvocation): Promise<void> {
   if (fast.command === "hook") {

@@ -37,7 +37,19 @@ export type BusEvent = {
   message?: string;
   /** `applied` after the guest's address changed (a new lease, an IPAM edit): old → new. */
   address?: { from: string | null; to: string | null };
+  /** `applied` while the guest firewall (pve-firewall's NIC chain) does not yet admit some of
+   *  the guest's forwards: their private ports ("tcp/22") and the chains that lack them. */
+  guest_firewall?: GuestFirewallPending;
 };
+
+export interface GuestFirewallPending {
+  state: "pending";
+  ports: string[];
+  chains: string[];
+}
+
+const PORT_ITEM = /^(tcp|udp)\/[0-9][0-9,:]{0,99}$/;
+const CHAIN_ITEM = /^(tap|veth)[0-9]{3,9}i[0-9]{1,2}-IN$/;
 
 const IPV4_OR_NULL = (v: unknown) =>
   v === null || (typeof v === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(v));
@@ -195,7 +207,12 @@ export function parseEvent(raw: Uint8Array | string): BusEvent | { error: string
   const obj = decode(raw);
   if (isInvalid(obj)) return obj;
   const what = "event";
-  const bad = keys(obj, what, ["v", "type", "ts", "vmid", "rules", "ms"], ["message", "address"]);
+  const bad = keys(
+    obj,
+    what,
+    ["v", "type", "ts", "vmid", "rules", "ms"],
+    ["message", "address", "guest_firewall"],
+  );
   if (bad) return bad;
   if (!EVENT_TYPES.includes(obj.type as BusEvent["type"])) {
     return badField(what, "type", EVENT_TYPES.join("|"), obj.type);
@@ -237,6 +254,31 @@ export function parseEvent(raw: Uint8Array | string): BusEvent | { error: string
       to: (a.to ?? null) as string | null,
     };
   }
+  if (obj.guest_firewall !== undefined) {
+    const g = obj.guest_firewall as Record<string, unknown> | null;
+    const list = (v: unknown, re: RegExp) =>
+      Array.isArray(v) && v.length <= 64 && v.every((x) => typeof x === "string" && re.test(x));
+    const ok =
+      typeof g === "object" &&
+      g !== null &&
+      Object.keys(g).every((k) => k === "state" || k === "ports" || k === "chains") &&
+      g.state === "pending" &&
+      list(g.ports, PORT_ITEM) &&
+      list(g.chains, CHAIN_ITEM);
+    if (!ok) {
+      return badField(
+        what,
+        "guest_firewall",
+        '{"state": "pending", "ports": ["tcp/22"…], "chains": ["tap107i0-IN"…]}',
+        obj.guest_firewall,
+      );
+    }
+    event.guest_firewall = {
+      state: "pending",
+      ports: [...(g.ports as string[])],
+      chains: [...(g.chains as string[])],
+    };
+  }
   return event;
 }
 
@@ -251,6 +293,13 @@ export function eventToJson(e: BusEvent): Record<string, unknown> {
   };
   if (e.message !== undefined) out.message = e.message;
   if (e.address !== undefined) out.address = { from: e.address.from, to: e.address.to };
+  if (e.guest_firewall !== undefined) {
+    out.guest_firewall = {
+      state: e.guest_firewall.state,
+      ports: [...e.guest_firewall.ports],
+      chains: [...e.guest_firewall.chains],
+    };
+  }
   return out;
 }
 

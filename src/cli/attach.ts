@@ -4,6 +4,8 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
+import { readClusterView } from "../cluster/files.js";
+import { attachRefusal } from "../cluster/presence.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { EXIT_FINDINGS, UsageError } from "../errors.js";
 import { run } from "../exec.js";
@@ -124,12 +126,15 @@ async function attachOne(
   vmid: number,
   opts: AttachOptions,
   storages: Map<string, Storage>,
+  /** Why the cluster does not allow attaching (a member without pve-nat), unless --force. */
+  refusal: string | null,
 ): Promise<Result> {
   const guest = await findGuest(ctx, node, vmid);
   if (!guest) return { vmid, ok: false, message: `no guest ${vmid} on node ${node}` };
   const current = guest.hookscript;
   if (current !== null && isPveNatHook(current))
     return { vmid, ok: true, message: "already attached" };
+  if (refusal !== null) return { vmid, ok: false, message: refusal };
 
   const chainPath = ctx.path(chainFile(vmid));
   let chained: ChainEntry | null = null;
@@ -230,8 +235,13 @@ export async function runAttach(
   const node = await resolveNode(ctx);
   const vmids = chosen ?? (await guestsWithNat(ctx));
   const storages = parseStorageCfg(await readText(ctx.path(STORAGE_CFG)));
+  // The snippet is on `local`, per node: every member needs pve-nat before any guest points at
+  // it, or a migration or HA recovery to a node without it cannot start the guest.
+  const refusal = opts.force ? null : attachRefusal(await readClusterView(ctx, node));
   const results: Result[] = [];
-  for (const vmid of vmids) results.push(await attachOne(ctx, node, vmid, opts, storages));
+  for (const vmid of vmids) {
+    results.push(await attachOne(ctx, node, vmid, opts, storages, refusal));
+  }
   return results;
 }
 
@@ -262,7 +272,10 @@ export function register(program: Command): void {
     .argument("[vmid...]", "guests to attach")
     .option("--all", "every local guest that has NAT rules")
     .option("--chain", "keep a guest's existing hookscript and run it after pve-nat's")
-    .option("--force", "replace a guest's existing hookscript")
+    .option(
+      "--force",
+      "replace a guest's existing hookscript; attach even while a cluster node lacks pve-nat",
+    )
     .action(
       async (
         vmids: string[],

@@ -5,6 +5,8 @@
 
 import { access, readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { attachedGuests, readClusterView } from "../cluster/files.js";
+import { clusterDiagnostics } from "../cluster/presence.js";
 import { type Context, contextFrom, type GlobalOptions } from "../context.js";
 import { arpIgnorePath, fwbrDevices, realProcFs } from "../daemon/prereq.js";
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from "../errors.js";
@@ -172,6 +174,8 @@ export async function runCheck(ctx: Context, vmid: number | null = null): Promis
     ...configDiags,
     ...plan.diagnostics,
     ...(await otherFwDiagnostics(ctx, input.node, local, plan)),
+    // Members without pve-nat, where attached guests could not start (issue 12 item 2).
+    ...clusterDiagnostics(await readClusterView(ctx, input.node), await attachedGuests(ctx)),
     ...(ctx.root ? [] : await hostDiagnostics(conf.config, plan)),
   ];
   const diagnostics = sortDiagnostics([

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { BusEvent } from "../bus/protocol.js";
+import type { Admission } from "../diagnose/admission.js";
 import { PausedError } from "../errors.js";
 import { createRenderMemo, renderFlush, renderSync } from "../iptables/render.js";
 import type { Runner } from "../iptables/runner.js";
@@ -32,6 +33,14 @@ export interface ApplierDeps {
   /** Deletes the conntrack entries of forwards that went away; must not throw. */
   conntrack?(deletes: ConntrackDelete[]): Promise<void>;
   retry?: { baseMs: number; maxMs: number };
+  /** After a restore: whether the guest firewall admits the rewritten guests' forwards yet
+   *  (issue 12 item 3), for their `applied` events. Reads the filter table only when one of
+   *  them has a filtering guest firewall; must not throw. */
+  admission?(
+    plan: NatPlan,
+    owners: ReadonlySet<Owner>,
+    backend: Runner["backend"],
+  ): Promise<ReadonlyMap<number, Admission>>;
   /** Told about every cycle (metrics): its duration in seconds and whether it succeeded. */
   onCycle?(seconds: number, ok: boolean): void;
   /** Whether the first cycle is a full sync (the daemon's start) or reads the live state and
@@ -238,6 +247,11 @@ export function createApplier(deps: ApplierDeps): Applier {
       const gone = goneForwards(old, newPlan, new Set(rendered));
       if (gone.length > 0) await deps.conntrack(gone);
     }
+    const guests = new Set(rendered.filter((o) => o !== "NODE"));
+    const admissions =
+      deps.admission && guests.size > 0 && sync.payload !== ""
+        ? await deps.admission(newPlan, guests, runner.backend)
+        : undefined;
     log.debug(
       {
         loadMs: round(tLoaded - t0),
@@ -251,7 +265,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       "cycle",
     );
     report(
-      { plan: newPlan, previous: old, rendered, removedRules, ms, full },
+      { plan: newPlan, previous: old, rendered, removedRules, ms, full, admissions },
       deps.publish,
       log,
       clock.wall().toISOString(),

@@ -1,6 +1,8 @@
 import type { Logger } from "pino";
 import type { Reply, Request } from "../bus/protocol.js";
+import type { Admission } from "../diagnose/admission.js";
 import type { DaemonMetrics } from "../metrics/registry.js";
+import type { NatPlan } from "../model.js";
 import type { Applier, ApplyResult } from "./applier.js";
 import { ackMessage, type Lifecycle } from "./lifecycle.js";
 import { type MemoryReport, memoryReport } from "./memory.js";
@@ -33,6 +35,9 @@ export interface HandlerDeps {
   afterSync?(r: ApplyResult): Promise<void>;
   /** Counts requests and hook waits; answers `metrics`. */
   metrics?: DaemonMetrics;
+  /** For `status`: whether the guest firewall admits each live forward yet (forward index →
+   *  admission; daemon/admission.ts). Must not throw. */
+  admissions?(plan: NatPlan): Promise<ReadonlyMap<number, Admission>>;
 }
 
 function ok(message: string, result?: unknown): Reply {
@@ -90,10 +95,13 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Repl
           return deps.metrics
             ? ok("metrics", deps.metrics.snapshot())
             : fail("this daemon keeps no metrics");
-        case "status":
+        case "status": {
           // The plan last made live: `status` shows what is applied, not what the files say
           // the next poll will apply.
-          return ok("status", { ...daemonStatus(applier, lifecycle), plan: applier.state().plan });
+          const plan = applier.state().plan;
+          const admissions = plan && deps.admissions ? [...(await deps.admissions(plan))] : [];
+          return ok("status", { ...daemonStatus(applier, lifecycle), plan, admissions });
+        }
         case "hook": {
           log.info({ vmid: req.vmid, phase: req.phase, migratedFrom: req.migratedFrom }, "hook");
           switch (req.phase) {

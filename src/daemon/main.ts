@@ -1,15 +1,18 @@
 import type { Logger } from "pino";
 import { type BusServer, startBus } from "../bus/server.js";
+import { writePresence } from "../cluster/files.js";
 import type { Context } from "../context.js";
 import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { type Backend, createRunner, detectBackend, runnerFor } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
-import type { Config } from "../model.js";
+import type { Config, NodeInput } from "../model.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
-import { readConfig } from "../pve/node.js";
+import { nodeName, readConfig } from "../pve/node.js";
+import { VERSION } from "../version.js";
+import { readAdmissions } from "./admission.js";
 import { type Applier, createApplier } from "./applier.js";
 import { realClock } from "./clock.js";
 import { conntrackCleaner } from "./conntrack.js";
@@ -19,6 +22,7 @@ import { createLifecycle } from "./lifecycle.js";
 import { createMetricsWriter, type MetricsWriter } from "./metrics.js";
 import { planLoader } from "./plan.js";
 import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
+import { createPresencePublisher } from "./presence.js";
 import { createWatcher } from "./watcher.js";
 
 // `pve-nat daemon`: the only writer of pve-nat's iptables state (SPEC §1). Reconciles at
@@ -95,12 +99,29 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const clock = realClock;
   const metrics = createDaemonMetrics(() => clock.wall().getTime() / 1000);
   let writer: MetricsWriter | null = null;
+  // nodes/<node>/pve-nat.json in pmxcfs: attach, check and status --cluster on every node read it.
+  const presence = createPresencePublisher({
+    node: nodeName(ctx, config),
+    version: VERSION,
+    write: (p) => writePresence(ctx, p),
+    clock: realClock,
+    log,
+  });
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
+  let lastInput: NodeInput | null = null;
   const applier = createApplier({
-    load: planLoader(source, overrides),
+    load: planLoader(source, overrides, (input) => {
+      lastInput = input;
+    }),
+    // pve-firewall admits a new forward only at its next update: say so in `applied`.
+    admission: (plan, owners, backend) =>
+      readAdmissions(plan, lastInput, backend, owners).catch((err: unknown) => {
+        log.debug({ err: errText(err) }, "cannot read the filter table for the guest firewall");
+        return new Map();
+      }),
     runner,
     publish: (e) => {
       bus?.publish(e).catch(() => {});
@@ -111,6 +132,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     onCycle: (seconds, ok) => {
       metrics.applied(seconds, ok);
       writer?.kick();
+      if (ok) presence.update(applier.state().plan);
     },
     // iptables = auto: pve-firewall's ExecStartPre may switch the alternative after we started.
     ...(config.iptables === "auto"
@@ -184,6 +206,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
         log,
         metrics,
         afterSync: () => arpAll(applier, log),
+        admissions: (plan) =>
+          readAdmissions(plan, lastInput, applier.state().backend).catch(() => new Map()),
         afterFlush: async () => {
           await setArpIgnore(await fwbrDevices(realProcFs), 0, realProcFs, log);
         },
@@ -212,6 +236,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     log.error({ err: errText(err) }, "initial reconcile failed; retrying");
   }
   await arpAll(applier, log).catch(() => {});
+  await presence.start(applier.state().plan);
   watcher.start();
   drift.start();
   writer?.start();
@@ -232,6 +257,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   watcher.stop();
   drift.stop();
   writer?.stop();
+  presence.stop();
   lifecycle.stop();
   await applier.stop();
   await bus.close();

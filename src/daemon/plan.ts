@@ -1,4 +1,4 @@
-import type { NatPlan, Owner } from "../model.js";
+import type { NatPlan, NodeInput, Owner } from "../model.js";
 import { compile, createCompileMemo } from "../nat/compile.js";
 import type { NodeSource, RefreshScope } from "../pve/cache.js";
 
@@ -20,6 +20,8 @@ export type LoadScope = RefreshScope;
 export function planLoader(
   source: NodeSource,
   overrides: Overrides = noOverrides,
+  /** Sees the input each plan was compiled from (the daemon's guest firewall check). */
+  onInput?: (input: NodeInput) => void,
 ): (scope?: LoadScope) => Promise<NatPlan> {
   const memo = createCompileMemo();
   return async (scope = { all: true }) => {
@@ -41,6 +43,7 @@ export function planLoader(
         guests[vmid] = { ...(guests[vmid] as (typeof guests)[number]), state: "stopped" };
       input = { ...input, guests };
     }
+    onInput?.(input);
     return compile(input, memo);
   };
 }

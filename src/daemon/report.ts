@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { BusEvent } from "../bus/protocol.js";
+import { type Admission, pendingOf } from "../diagnose/admission.js";
 import type { Forward, NatPlan, Owner } from "../model.js";
 
 // What one cycle tells the world: an `applied` or `removed` event per rewritten owner, a
@@ -14,6 +15,9 @@ export interface CycleReport {
   removedRules: ReadonlyMap<Owner, number>;
   ms: number;
   full: boolean;
+  /** Forward index → whether the guest firewall admits it yet (diagnose/admission.ts), for the
+   *  rendered guests whose firewall filters; absent when not read. */
+  admissions?: ReadonlyMap<number, Admission>;
 }
 
 export function ownerOf(f: Forward): Owner {
@@ -60,8 +64,16 @@ export function report(
     if (c) {
       const rules = c.dnat.length + c.snat.length;
       const address = vmid === null ? undefined : addressChange(previous, plan, vmid);
-      publish({ type: "applied", ts, vmid, rules, ms, ...(address ? { address } : {}) });
-      say({ vmid, rules, ms, ...(address ? { address } : {}) }, "applied");
+      const gf = vmid === null || !r.admissions ? undefined : pendingOf(r.admissions, vmid, plan);
+      const extra = { ...(address ? { address } : {}), ...(gf ? { guest_firewall: gf } : {}) };
+      publish({ type: "applied", ts, vmid, rules, ms, ...extra });
+      say({ vmid, rules, ms, ...extra }, "applied");
+      if (gf) {
+        log.info(
+          { vmid, ports: gf.ports, chains: gf.chains },
+          "live in pve-nat; the guest firewall admits it at pve-firewall's next update (up to 10 s)",
+        );
+      }
     } else {
       const rules = r.removedRules.get(o) ?? 0;
       publish({ type: "removed", ts, vmid, rules, ms });

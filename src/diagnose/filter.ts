@@ -267,9 +267,15 @@ function walk(t: FilterTable, chain: string, pkt: FilterPacket, depth: number): 
   return { kind: "drop", rule: null, policy };
 }
 
-/** FORWARD's verdict on the packet. */
-export function evaluateForward(t: FilterTable, pkt: FilterPacket): FilterVerdict {
-  const r = walk(t, "FORWARD", pkt, 0);
+/** One chain's verdict on the packet, entered as a jump would enter it; the end of a chain
+ *  without a policy (a RETURN to whoever jumped) is "unknown". */
+export function evaluateChain(t: FilterTable, chain: string, pkt: FilterPacket): FilterVerdict {
+  const r = walk(t, chain, pkt, 0);
   if (r.kind === "drop") return { verdict: "drop", rule: r.rule, policy: r.policy };
   return { verdict: r.kind === "accept" ? "accept" : "unknown" };
+}
+
+/** FORWARD's verdict on the packet. */
+export function evaluateForward(t: FilterTable, pkt: FilterPacket): FilterVerdict {
+  return evaluateChain(t, "FORWARD", pkt);
 }

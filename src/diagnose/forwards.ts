@@ -44,7 +44,7 @@ function portsOf(text: string | null): PortRange[] | null {
 }
 
 /** The forward's allowed sources (null: anyone), from the typed DNAT rules of the plan. */
-function sourcesOf(plan: NatPlan, index: number): IpSet | null {
+export function sourcesOf(plan: NatPlan, index: number): IpSet | null {
   const set: IpSet = [];
   for (const oc of plan.chains) {
     for (const r of oc.dnat) {

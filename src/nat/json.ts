@@ -10,13 +10,13 @@ export interface PlanJsonExtras {
   counters?: Array<{ packets: number; bytes: number } | null>;
   /** status: the daemon object. */
   daemon?: unknown;
+  /** status: per forward, whether the guest firewall admits it yet ("pending" | "accepted");
+   *  null where it does not filter or cannot be judged. */
+  guestFirewall?: Array<string | null>;
 }
 
-function forwardJson(
-  f: Forward,
-  counters: PlanJsonExtras["counters"],
-  i: number,
-): Record<string, unknown> {
+function forwardJson(f: Forward, extras: PlanJsonExtras, i: number): Record<string, unknown> {
+  const counters = extras.counters;
   const out: Record<string, unknown> = {
     vmid: f.vmid,
     direction: f.direction,
@@ -37,6 +37,7 @@ function forwardJson(
     const c = counters[i];
     out.counters = c ? { packets: c.packets, bytes: c.bytes } : null;
   }
+  if (extras.guestFirewall) out.guest_firewall = extras.guestFirewall[i] ?? null;
   return out;
 }
 
@@ -44,7 +45,7 @@ export function planToJson(plan: NatPlan, extras: PlanJsonExtras = {}): Record<s
   const out: Record<string, unknown> = {
     version: 1,
     node: plan.node,
-    forwards: plan.forwards.map((f, i) => forwardJson(f, extras.counters, i)),
+    forwards: plan.forwards.map((f, i) => forwardJson(f, extras, i)),
     diagnostics: plan.diagnostics.map((d) => ({
       file: d.file,
       line: d.line,

@@ -13,7 +13,7 @@
 // Every namespace is named pvenat-<role>-<random>; destroy() kills what runs in them and deletes them.
 // The --root tree and the run state come from test/helpers/simnode.ts.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
@@ -154,7 +154,21 @@ export interface SimNode {
   pveNat(args: string[], opts?: RunOptions): Promise<RunResult>;
   startDaemon(extraArgs?: string[]): Background;
 
+  /** Another cluster node sharing this node's /etc/pve (as pmxcfs shares it): its own namespace
+   *  (vmbr0 with `address`, no uplink), its own --root for /etc/pve-nat, /run and /var/run, and
+   *  root/etc/pve a link to this node's tree. Destroyed with this node. */
+  addPeerNode(node: string, address: string): Promise<PeerNode>;
+
   destroy(): Promise<void>;
+}
+
+export interface PeerNode {
+  node: string;
+  ns: string;
+  root: string;
+  /** Runs `pve-nat <args> --root <root>` in the peer's namespace. */
+  pveNat(args: string[], opts?: RunOptions): Promise<RunResult>;
+  startDaemon(extraArgs?: string[]): Background;
 }
 
 const IFACE = /^[a-z][a-z0-9]{0,14}$/;
@@ -183,6 +197,7 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     node: name("node"),
   };
   const created: string[] = [];
+  const peerRoots: string[] = [];
   const background: Background[] = [];
   const guests = new Map<number, Guest>();
   const runState = new Map<number, Background>();
@@ -240,6 +255,7 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       if (r.code !== 0) errors.push(`ip netns del ${n}: ${r.stderr.trim()}`);
     }
     created.length = 0;
+    for (const r of peerRoots) await rm(r, { recursive: true, force: true });
     await rm(root, { recursive: true, force: true });
     if (errors.length > 0) throw new Error(`destroy: ${errors.join("; ")}`);
   };
@@ -438,6 +454,34 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
 
   const cli = (args: string[]) => [...pveNatArgv(), ...args, "--root", root];
 
+  const addPeerNode = async (node: string, address: string): Promise<PeerNode> => {
+    const peerNs = name(`n-${node}`.slice(0, 8));
+    await addNs(peerNs);
+    await addBridge(peerNs, "vmbr0");
+    await ip(peerNs, "addr", "add", `${address}/24`, "dev", "vmbr0");
+    const peerRoot = await mkdtemp(path.join(tmpdir(), `pvenat-root-${node}-`));
+    peerRoots.push(peerRoot);
+    for (const d of ["etc/pve-nat", "var/run/qemu-server", "run"]) {
+      await mkdir(path.join(peerRoot, d), { recursive: true });
+    }
+    // One /etc/pve for both nodes, as pmxcfs shows every node the same tree.
+    await symlink(path.join(root, "etc/pve"), path.join(peerRoot, "etc/pve"));
+    await mkdir(pvePath(root, `nodes/${node}/qemu-server`), { recursive: true });
+    await mkdir(pvePath(root, `nodes/${node}/lxc`), { recursive: true });
+    await writeFile(
+      configPath(peerRoot),
+      natConf({ comment: `cluster peer ${node}`, node, settings: { public_address: address } }),
+    );
+    const peerCli = (args: string[]) => [...pveNatArgv(), ...args, "--root", peerRoot];
+    return {
+      node,
+      ns: peerNs,
+      root: peerRoot,
+      pveNat: (args, o) => exec(peerNs, peerCli(args), o),
+      startDaemon: (extra = []) => spawnIn(peerNs, peerCli(["daemon", ...extra])),
+    };
+  };
+
   return {
     suffix,
     root,
@@ -495,6 +539,7 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     pveNatArgv,
     pveNat: (args, o) => exec(ns.node, cli(args), o),
     startDaemon: (extra = []) => spawnIn(ns.node, cli(["daemon", ...extra])),
+    addPeerNode,
     destroy,
   };
 }

@@ -180,6 +180,14 @@ describe("events", () => {
     },
     { ...event, address: { from: "10.10.10.150", to: "10.10.10.60" } },
     { ...event, address: { from: null, to: "10.10.10.60" } },
+    {
+      ...event,
+      guest_firewall: {
+        state: "pending",
+        ports: ["tcp/22", "udp/5000:5010"],
+        chains: ["tap107i0-IN"],
+      },
+    },
   ])("round-trips %j with v on the wire", (e) => {
     const text = serialize(e);
     expect(JSON.parse(text).v).toBe(1);
@@ -191,6 +199,21 @@ describe("events", () => {
     ["address not an object", { address: "10.10.10.5" }, /address/],
     ["address with a bad IPv4", { address: { from: "x", to: null } }, /address/],
     ["address with an extra key", { address: { from: null, to: null, via: 1 } }, /address/],
+    [
+      "guest_firewall not pending",
+      { guest_firewall: { state: "accepted", ports: [], chains: [] } },
+      /guest_firewall/,
+    ],
+    [
+      "guest_firewall with junk ports",
+      { guest_firewall: { state: "pending", ports: ["22; rm"], chains: [] } },
+      /guest_firewall/,
+    ],
+    [
+      "guest_firewall with a foreign chain",
+      { guest_firewall: { state: "pending", ports: [], chains: ["INPUT"] } },
+      /guest_firewall/,
+    ],
     ["bad ts", { ts: "yesterday" }, /ts/],
     ["rules negative", { rules: -1 }, /rules/],
     ["rules fraction", { rules: 1.5 }, /rules/],

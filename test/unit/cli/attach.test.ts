@@ -59,6 +59,18 @@ afterEach(async () => {
 });
 
 const ctx = () => contextFrom({ root });
+/** A node's presence file as its daemon writes it (cluster/presence.ts). */
+const PRESENCE = (node: string) =>
+  `${JSON.stringify({ version: 1, node, pve_nat: "0.1.0", started: "", updated: "", forwards: [], more: 0 })}\n`;
+const MEMBERS = (...nodes: string[]) =>
+  JSON.stringify({
+    nodename: "pve1",
+    version: 5,
+    cluster: { name: "c", version: 2, nodes: nodes.length, quorate: 1 },
+    nodelist: Object.fromEntries(
+      nodes.map((n, i) => [n, { id: i + 1, online: 1, ip: `198.51.100.${i + 1}` }]),
+    ),
+  });
 const calls = async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean);
 const chainPath = (vmid: number) => path.join(root, "etc/pve/pve-nat/chain", String(vmid));
 const exists = (file: string) =>
@@ -183,6 +195,9 @@ describe("attach", () => {
     // A guest of another node with NAT rules is not ours.
     await mkdir(path.join(root, "etc/pve/nodes/pve2/qemu-server"), { recursive: true });
     await writeFile(path.join(root, "etc/pve/nodes/pve2/qemu-server/300.conf"), "name: far\n");
+    // pve2 is a cluster member (its directory, no .members): it runs pve-nat too, or attach
+    // would refuse (tested in "cluster members without pve-nat").
+    await writeFile(path.join(root, "etc/pve/nodes/pve2/pve-nat.json"), PRESENCE("pve2"));
     await writeFile(
       path.join(fw, "300.fw"),
       "[RULES]\nIN ACCEPT -dest 10.10.10.3 -p tcp -dport 22 # NAT\n",
@@ -213,6 +228,56 @@ describe("attach", () => {
     const err = await runAttach(ctx(), vmids, opts).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe("cluster members without pve-nat (issue 12 item 2)", () => {
+  const pve = (rel: string) => path.join(root, "etc/pve", rel);
+
+  it("refuses while a member in .members has no presence file, naming it; nothing is set", async () => {
+    await writeFile(pve(".members"), MEMBERS("pve1", "pve2", "pve3"));
+    await writeFile(pve("nodes/pve1/pve-nat.json"), PRESENCE("pve1"));
+    await mkdir(pve("nodes/pve3"), { recursive: true });
+    await writeFile(pve("nodes/pve3/pve-nat.json"), PRESENCE("pve3"));
+    const results = await runAttach(ctx(), ["107", "109"], { chain: false, force: false });
+    expect(results[0]?.ok).toBe(false);
+    expect(results[0]?.message).toMatch(
+      /^not attached: cluster node pve2 lacks pve-nat \(no nodes\/pve2\/pve-nat\.json\)/,
+    );
+    expect(results[0]?.message).toContain("script 'local:snippets/pve-nat-hook' does not exist");
+    expect(results[0]?.message).toMatch(/install pve-nat on pve2 first.*or use --force$/);
+    // Already attached: nothing to refuse.
+    expect(results[1]).toEqual({ vmid: 109, ok: true, message: "already attached" });
+    expect(await calls()).toEqual([]);
+  });
+
+  it("the local node needs no presence file (attach runs there), a member with one is fine", async () => {
+    await writeFile(pve(".members"), MEMBERS("pve1", "pve2"));
+    await mkdir(pve("nodes/pve2"), { recursive: true });
+    await writeFile(pve("nodes/pve2/pve-nat.json"), PRESENCE("pve2"));
+    const results = await runAttach(ctx(), ["107"], { chain: false, force: false });
+    expect(results).toEqual([{ vmid: 107, ok: true, message: "attached" }]);
+  });
+
+  it("without .members the nodes/ directories are the members", async () => {
+    await mkdir(pve("nodes/pve4"), { recursive: true });
+    const [r] = await runAttach(ctx(), ["107"], { chain: false, force: false });
+    expect(r?.message).toMatch(/node pve4 lacks pve-nat/);
+    expect(await calls()).toEqual([]);
+  });
+
+  it(".members wins over stale nodes/ directories (a removed node keeps its directory)", async () => {
+    await writeFile(pve(".members"), MEMBERS("pve1"));
+    await mkdir(pve("nodes/pve4"), { recursive: true });
+    const [r] = await runAttach(ctx(), ["107"], { chain: false, force: false });
+    expect(r).toEqual({ vmid: 107, ok: true, message: "attached" });
+  });
+
+  it("--force attaches anyway", async () => {
+    await writeFile(pve(".members"), MEMBERS("pve1", "pve2"));
+    const [r] = await runAttach(ctx(), ["107"], { chain: false, force: true });
+    expect(r).toEqual({ vmid: 107, ok: true, message: "attached" });
+    expect(await calls()).toEqual(["qm set 107 --hookscript local:snippets/pve-nat-hook"]);
   });
 });
 

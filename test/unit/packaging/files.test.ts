@@ -269,6 +269,19 @@ describe("maintainer scripts", () => {
     expect(log().at(-1)).toBe("deb-systemd-helper mask pve-nat.service");
   });
 
+  it("postrm remove withdraws this node's presence file (pve-nat.conf's node), not others'", () => {
+    runScript("postinst", ["configure"]);
+    mkdirSync(at("etc/pve-nat"), { recursive: true });
+    writeFileSync(at("etc/pve-nat/pve-nat.conf"), "# mine\nnode = pve2\n");
+    for (const node of ["pve1", "pve2"]) {
+      mkdirSync(at(`etc/pve/nodes/${node}`), { recursive: true });
+      writeFileSync(at(`etc/pve/nodes/${node}/pve-nat.json`), "{}\n");
+    }
+    expect(runScript("postrm", ["remove"])).toEqual({ status: 0, stderr: "" });
+    expect(existsSync(at("etc/pve/nodes/pve2/pve-nat.json"))).toBe(false);
+    expect(existsSync(at("etc/pve/nodes/pve1/pve-nat.json"))).toBe(true);
+  });
+
   it("postrm purge without references removes snippet, created dirs, config and state", () => {
     runScript("postinst", ["configure"]);
     mkdirSync(at("etc/pve-nat"), { recursive: true });

@@ -1,0 +1,107 @@
+import type { Logger } from "pino";
+import { type Presence, presenceForwards } from "../cluster/presence.js";
+import type { NatPlan } from "../model.js";
+import type { Clock } from "./clock.js";
+
+// The daemon's presence file in pmxcfs (issue 12 item 2): written at start, and again only when
+// what it publishes changed (the forwards summary), at most once per MIN_INTERVAL_MS. A write to
+// /etc/pve is replicated to every node of the cluster: never per poll, never per unchanged cycle.
+// The file stays when the daemon stops (the package and its snippet are still installed, so
+// attached guests still start here); package removal deletes it (packaging/debian/postrm).
+
+export const PRESENCE_MIN_INTERVAL_MS = 10_000;
+
+export interface PresencePublisher {
+  /** The first write (daemon start), awaited. */
+  start(plan: NatPlan | null): Promise<void>;
+  /** After a cycle: write when the summary changed, rate-limited. */
+  update(plan: NatPlan | null): void;
+  stop(): void;
+}
+
+export function createPresencePublisher(deps: {
+  node: string;
+  version: string;
+  /** false: nothing written (no node directory in /etc/pve). */
+  write(p: Presence): Promise<boolean>;
+  clock: Clock;
+  log: Logger;
+  minIntervalMs?: number;
+}): PresencePublisher {
+  const { clock, log } = deps;
+  const minInterval = deps.minIntervalMs ?? PRESENCE_MIN_INTERVAL_MS;
+  const started = clock.wall().toISOString();
+  let written: string | null = null;
+  let lastWrite = Number.NEGATIVE_INFINITY;
+  let latest: NatPlan | null = null;
+  let timer: unknown = null;
+  let stopped = false;
+  let writing: Promise<void> | null = null;
+  let warned = false;
+
+  const summaryKey = (plan: NatPlan | null) => JSON.stringify(presenceForwards(plan));
+
+  async function write(plan: NatPlan | null): Promise<void> {
+    const key = summaryKey(plan);
+    const p: Presence = {
+      version: 1,
+      node: deps.node,
+      pve_nat: deps.version,
+      started,
+      updated: clock.wall().toISOString(),
+      ...presenceForwards(plan),
+    };
+    lastWrite = clock.now();
+    try {
+      if (await deps.write(p)) {
+        written = key;
+        warned = false;
+        log.debug({ forwards: p.forwards.length + p.more }, "presence file written");
+      } else if (!warned) {
+        log.info(
+          { node: deps.node },
+          "presence file not written: no /etc/pve/nodes/<node> directory (not a Proxmox node, or /etc/pve not mounted)",
+        );
+        warned = true;
+      }
+    } catch (err) {
+      // /etc/pve is read-only without quorum: the next change tries again.
+      (warned ? log.debug : log.warn).call(
+        log,
+        { err: err instanceof Error ? err.message : String(err) },
+        "cannot write the presence file (nodes/<node>/pve-nat.json)",
+      );
+      warned = true;
+    }
+  }
+
+  function schedule(): void {
+    if (stopped || timer !== null || writing) return;
+    if (summaryKey(latest) === written) return;
+    const wait = Math.max(0, lastWrite + minInterval - clock.now());
+    timer = clock.setTimeout(() => {
+      timer = null;
+      if (stopped) return;
+      writing = write(latest).finally(() => {
+        writing = null;
+        schedule();
+      });
+    }, wait);
+  }
+
+  return {
+    async start(plan) {
+      latest = plan;
+      await write(plan);
+    },
+    update(plan) {
+      latest = plan;
+      schedule();
+    },
+    stop() {
+      stopped = true;
+      if (timer !== null) clock.clearTimeout(timer);
+      timer = null;
+    },
+  };
+}
