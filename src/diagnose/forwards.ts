@@ -139,6 +139,12 @@ function fwbrOf(input: NodeInput, vmid: number, nic: GuestNic): Fwbr | null {
   };
 }
 
+/** `pkt`'s bridged pass through the fwbr device, from the `from` port to the other one. */
+function acrossFwbr(pkt: FilterPacket, fwbr: Fwbr, from: "link" | "guest"): FilterPacket {
+  const [physIn, physOut] = from === "link" ? [fwbr.link, fwbr.guest] : [fwbr.guest, fwbr.link];
+  return { ...pkt, in: fwbr.dev, out: fwbr.dev, bridged: true, physIn, physOut };
+}
+
 /** Whether conntrack tracks the bridged pass through `dev` in its own zone (then the packet is
  *  NEW there, not DNAT). */
 function zoned(plan: NatPlan, dev: string): boolean {
@@ -350,12 +356,7 @@ export function diagnoseForwards(
       add(filterDiagnostic(config, facts, f, pkt));
       if (fwbr) {
         const across: FilterPacket = {
-          ...pkt,
-          in: fwbr.dev,
-          out: fwbr.dev,
-          bridged: true,
-          physIn: fwbr.link,
-          physOut: fwbr.guest,
+          ...acrossFwbr(pkt, fwbr, "link"),
           ctstate: zoned(plan, fwbr.dev) ? ["NEW"] : ["NEW", "DNAT"],
         };
         add(filterDiagnostic(config, facts, f, across, fwbr));
@@ -379,15 +380,7 @@ export function diagnoseForwards(
       };
       // The guest's packet crosses its fwbr first, then is routed out.
       if (fwbr) {
-        const across: FilterPacket = {
-          ...pkt,
-          in: fwbr.dev,
-          out: fwbr.dev,
-          bridged: true,
-          physIn: fwbr.guest,
-          physOut: fwbr.link,
-        };
-        add(filterDiagnostic(config, facts, f, across, fwbr));
+        add(filterDiagnostic(config, facts, f, acrossFwbr(pkt, fwbr, "guest"), fwbr));
       }
       add(filterDiagnostic(config, facts, f, pkt));
     }

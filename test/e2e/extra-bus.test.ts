@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Background } from "../helpers/exec.js";
 import { sleep, waitFor } from "../helpers/exec.js";
 import { ADDR } from "./harness.js";
-import { createScenario, type Scenario } from "./scenario.js";
+import { createScenario, type Scenario, subscribeEvents } from "./scenario.js";
 
 const fw = (rules: string) => `[OPTIONS]\nenable: 1\n\n[RULES]\n${rules}`;
 const SSH_107 = "IN ACCEPT -p tcp -dport 22 # NAT:822 ssh\n";
@@ -89,33 +89,14 @@ describe("notify reload (pve-firewall's drop-in)", () => {
 });
 
 describe("conflict events", () => {
+  type Event = { type: string; vmid: number | null; message?: string };
   let events: Background;
-  const lines = () =>
-    events
-      .output()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { type: string; vmid: number | null; message?: string });
+  let lines: () => Event[];
 
   beforeAll(async () => {
-    events = sc.sim.spawn(sc.sim.ns.node, [
-      ...sc.sim.pveNatArgv(),
-      "events",
-      "--count",
-      "100000",
-      "--root",
-      sc.sim.root,
-    ]);
-    // A subscriber misses what is published before it has joined: re-apply until one arrives.
-    const joined = await waitFor(
-      async () => {
-        await sc.cli(["apply", "--all"]);
-        return lines().some((e) => e.type === "applied");
-      },
-      10_000,
-      300,
-    );
-    if (!joined) throw new Error(`events saw nothing:\n${events.output()}`);
+    const sub = await subscribeEvents<Event>(sc);
+    events = sub.proc;
+    lines = sub.lines;
   });
   afterAll(async () => {
     await events?.stop(2000);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Background, waitFor } from "../helpers/exec.js";
 import { guestFw } from "../helpers/simnode.js";
 import { ADDR } from "./harness.js";
-import { createScenario, type Scenario } from "./scenario.js";
+import { createScenario, type Scenario, subscribeEvents } from "./scenario.js";
 
 /** pve-firewall's filter table for vm130 (net0 firewall=1, .fw accepting tcp/80 only). */
 const PVEFW = `*filter
@@ -59,12 +59,7 @@ interface Event {
 
 let sc: Scenario;
 let events: Background;
-const lines = () =>
-  events
-    .output()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Event);
+let lines: () => Event[];
 const connect = async (port: number, timeoutMs = 1500) => {
   const r = await sc.sim.tcpProbe(sc.sim.ns.clientA, ADDR.public, port, { timeoutMs });
   return r.status === "data" ? r.data.trim() : r.status;
@@ -88,24 +83,9 @@ beforeAll(async () => {
   const g = sim.guests.get(130)?.ns ?? "";
   await sim.tcpService(g, 22, "SSH-2.0-vm130");
   await sim.tcpService(g, 80, "web-vm130");
-  events = sim.spawn(sim.ns.node, [
-    ...sim.pveNatArgv(),
-    "events",
-    "--count",
-    "100000",
-    "--root",
-    sim.root,
-  ]);
-  // A subscriber misses what is published before it has joined: re-apply until one arrives.
-  const joined = await waitFor(
-    async () => {
-      await sc.cli(["apply", "--all"]);
-      return lines().some((e) => e.type === "applied");
-    },
-    10_000,
-    300,
-  );
-  if (!joined) throw new Error(`events saw nothing:\n${events.output()}`);
+  const sub = await subscribeEvents<Event>(sc);
+  events = sub.proc;
+  lines = sub.lines;
 });
 
 afterAll(async () => {

@@ -229,3 +229,38 @@ export async function within(
     await sleep(stepMs);
   }
 }
+
+/** A `pve-nat events` subscriber in the node's namespace that has joined: a subscriber misses
+ *  what is published before it joined (zeromq's slow joiner), so `apply --all` is repeated until
+ *  an event arrives (bounded). `lines()` parses what it printed so far. */
+export async function subscribeEvents<E extends { type: string }>(
+  sc: Scenario,
+): Promise<{ proc: Background; lines(): E[] }> {
+  const proc = sc.sim.spawn(sc.sim.ns.node, [
+    ...sc.sim.pveNatArgv(),
+    "events",
+    "--count",
+    "100000",
+    "--root",
+    sc.sim.root,
+  ]);
+  const lines = () =>
+    proc
+      .output()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as E);
+  const joined = await waitFor(
+    async () => {
+      await sc.cli(["apply", "--all"]);
+      return lines().some((e) => e.type === "applied");
+    },
+    10_000,
+    300,
+  );
+  if (!joined) {
+    await proc.stop(2000);
+    throw new Error(`events saw nothing:\n${proc.output()}`);
+  }
+  return { proc, lines };
+}
