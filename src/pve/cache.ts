@@ -503,17 +503,19 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   }
 
   /** Guests (running, qemu with `agent: 1`) whose NICs nothing but the agent could answer,
-   *  and whether any local NIC lacks a config address (then the neighbour table is read). */
+   *  and whether a local NIC needs the neighbour table: no config address, and neither the
+   *  IPAM nor a DHCP lease answers for it (those come first; `ip neigh` is a spawn per poll). */
   function addressNeeds(node: string, facts: AddressFacts): { agent: number[]; neigh: boolean } {
     const out: number[] = [];
     let neigh = false;
     const noAgent = { ...facts, agent: {} };
+    const beforeNeigh = { ...noAgent, neighbours: {} };
     for (const [vmid, kind] of guestKinds()) {
       const conf = confOf(vmid, kind, node);
       if (!conf) continue;
       const open = conf.nics.filter((n) => n.mac !== null && staticAddress(n) === null);
       if (open.length === 0) continue;
-      neigh = true;
+      if (!neigh) neigh = open.some((n) => learnedAddress(conf, n, beforeNeigh) === null);
       if (!conf.agent || kind !== "qemu" || !runningOf(vmid, kind)) continue;
       if (open.some((n) => learnedAddress(conf, n, noAgent) === null)) out.push(vmid);
     }

@@ -98,6 +98,30 @@ describe("learned-address sources under --root", () => {
     expect(forward(s)).toBe("10.10.10.40 ipam");
   });
 
+  it("asks the neighbour table only while the IPAM and the leases leave a NIC unanswered", async () => {
+    const { root, put } = await node();
+    const neigh = { text: null as string | null, calls: 0 };
+    const s = sourceFor(root, neigh);
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(1);
+    const lease = "/var/lib/misc/dnsmasq.zone1.leases";
+    await put(lease, `0 ${MAC.toLowerCase()} 10.10.10.50 web *\n`);
+    await s.refresh({ all: true });
+    await s.refresh({ all: true });
+    expect(forward(s)).toBe("10.10.10.50 lease");
+    // The lease answers: the polls after it spawn no `ip neigh` (at most the one that found it).
+    expect(neigh.calls).toBeLessThanOrEqual(2);
+    const before = neigh.calls;
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(before);
+    // The lease is gone: the table is asked again, and its answer is used.
+    neigh.text = `10.10.10.70 dev vmbr1 lladdr ${MAC.toLowerCase()} REACHABLE\n`;
+    await put(lease, "");
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(before + 1);
+    expect(forward(s)).toBe("10.10.10.70 neighbour");
+  });
+
   it("the fingerprint changes with a lease and stays while nothing changes", async () => {
     const { root, put } = await node();
     const neigh = { text: null as string | null, calls: 0 };
