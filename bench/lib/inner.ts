@@ -106,8 +106,20 @@ export interface SeedResult {
   append_last_ms: number;
 }
 
+/** The idle window again on a node whose guest configs say `ip=dhcp`: every address is
+ *  learned from the PVE IPAM (simnode.ts ipamState). */
+export interface LearnedIdle {
+  guests: number;
+  /** Guests with live chains: one per distinct address (the rest are address conflicts). */
+  guests_live: number;
+  reconcile_ms: number;
+  idle: IdleResult;
+}
+
 export interface CountResult {
   guests: number;
+  /** Only for the largest count. */
+  learned_idle?: LearnedIdle;
   rules: number;
   reconcile: {
     wall_ms: number;
@@ -608,6 +620,40 @@ async function idle(o: InnerOptions, daemon: Daemon, tree: NodeTreeLike): Promis
 
 type NodeTreeLike = { root: string; socket: string; pollIntervalMs: number };
 
+async function learnedIdle(o: InnerOptions, count: number): Promise<LearnedIdle> {
+  label = `${o.backend} ${count} guests, learned addresses`;
+  const tree = await writeNode(path.join(o.work, `l${count}`), count, o.backend, false, true);
+  await clearTables(o.backend);
+  const holder = await startHolder(o.self, count);
+  const daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
+  try {
+    progress("starting the daemon (reconcile, addresses from the PVE IPAM)");
+    const rec = await Promise.race([
+      daemon.reconciled,
+      sleep(60_000).then(() => null),
+      daemon.proc.exited.then(() => null),
+    ]);
+    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
+    const live = guestCount(await saveNat(o.backend));
+    const want = Math.min(count, 250);
+    if (live !== want) throw new Error(`learned addresses: ${live} guests live, want ${want}`);
+    const quiet = await idle(o, daemon, tree);
+    progress(
+      `idle, learned addresses: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB`,
+    );
+    return {
+      guests: count,
+      guests_live: live,
+      reconcile_ms: r1(rec.at - daemon.startedAt),
+      idle: quiet,
+    };
+  } finally {
+    await daemon.stop();
+    await holder.stop();
+    await clearTables(o.backend);
+  }
+}
+
 const NO_RUNS: Summary = summarize([]);
 
 async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
@@ -772,6 +818,11 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
 export async function runInner(o: InnerOptions): Promise<void> {
   const results: CountResult[] = [];
   for (const count of o.counts) results.push(await oneCount(o, count));
+  const largest = results.reduce<CountResult | null>(
+    (a, r) => (a === null || r.guests > a.guests ? r : a),
+    null,
+  );
+  if (largest) largest.learned_idle = await learnedIdle(o, largest.guests);
   await clearTables(o.backend);
   await new Promise<void>((resolve) =>
     process.stdout.write(

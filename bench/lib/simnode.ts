@@ -8,7 +8,9 @@ import {
   fwPath,
   guestConf,
   guestFw,
+  guestMac,
   natConf,
+  pvePath,
   replaceFile,
   writeNode as writeTree,
 } from "../../test/helpers/simnode.js";
@@ -60,14 +62,38 @@ export interface NodeTree {
   pollIntervalMs: number;
 }
 
+/** Zones of the learned-address node: the guest range holds 250 addresses, so the IPAM (one
+ *  entry per address and subnet) needs a zone per 250 guests. */
+const IPAM_ZONE_GUESTS = 250;
+
+/** /etc/pve/sdn/pve-ipam-state.json (SPEC §8 shape) giving every guest guestIp() by its MAC, as
+ *  PVE's IPAM does for guests in an SDN zone with DHCP. Guests that share an address (beyond
+ *  250) are address conflicts (SPEC §8): the lower VMID keeps it. */
+export function ipamState(count: number): string {
+  const zones: Record<string, { subnets: Record<string, { ips: Record<string, unknown> }> }> = {};
+  for (const vmid of vmids(count)) {
+    const zone = `bench${Math.floor((vmid - FIRST_VMID) / IPAM_ZONE_GUESTS)}`;
+    zones[zone] ??= { subnets: { "10.10.10.0/24": { ips: { "10.10.10.1": { gateway: 1 } } } } };
+    const ips = zones[zone].subnets["10.10.10.0/24"]?.ips as Record<string, unknown>;
+    ips[guestIp(vmid)] = {
+      vmid: String(vmid),
+      mac: guestMac(vmid).toUpperCase(),
+      hostname: `ct${vmid}`,
+    };
+  }
+  return `${JSON.stringify({ zones })}\n`;
+}
+
 /** Writes a fresh root for `count` guests. Config: defaults but node and backend; with
  *  `debugLog` the daemon logs each cycle's load/read/restore split (at 1000 guests those debug
- *  lines cost the reconcile ≈ 0.2 s, so measured runs keep the default level). */
+ *  lines cost the reconcile ≈ 0.2 s, so measured runs keep the default level). With `learned`,
+ *  the guest configs say `ip=dhcp` and the addresses come from the PVE IPAM (ipamState). */
 export async function writeNode(
   root: string,
   count: number,
   backend: "nft" | "legacy",
   debugLog = false,
+  learned = false,
 ): Promise<NodeTree> {
   await rm(root, { recursive: true, force: true });
   const pollIntervalMs = 1000;
@@ -86,10 +112,11 @@ export async function writeNode(
     guests: vmids(count).map((vmid) => ({
       vmid,
       kind: "lxc",
-      conf: guestConf({ vmid, kind: "lxc", ip: guestIp(vmid) }),
+      conf: guestConf({ vmid, kind: "lxc", ip: learned ? "dhcp" : guestIp(vmid) }),
       fw: fwText(vmid),
     })),
   });
+  if (learned) await replaceFile(pvePath(root, "sdn/pve-ipam-state.json"), ipamState(count));
   return {
     root,
     configPath: tree.configPath,
