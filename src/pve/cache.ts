@@ -72,6 +72,10 @@ export const RECENT_MS = 2000;
  *  mtime rule, plus pmxcfs's FUSE attribute cache (libfuse's default attr_timeout, 1 s), which
  *  may still show the old size and mtime right after the write. */
 export const VMLIST_HOT_MS = RECENT_MS + 1000;
+/** How often a poll re-reads the host's listening sockets (protected ports, SPEC §2.3): a
+ *  service that starts listening on the public address is seen within this (the files the
+ *  rules come from are still checked every poll). */
+export const HOST_PORTS_EVERY_MS = 10_000;
 
 /** Which guest configs a full pass stats: null = every one, and list the guest directories
  *  (no usable .vmlist, or the first pass); otherwise those .vmlist marked, and the
@@ -107,6 +111,10 @@ export interface SourceOptions {
   agentWaitMs?: number;
   /** Reads the node's IPv4 neighbour table (`ip -4 neigh show`); null = none. */
   neighbours?: () => Promise<string | null>;
+  /** Reads the host's listening sockets (default /proc/net/tcp{,6}) and the monotonic clock
+   *  that spaces those reads (HOST_PORTS_EVERY_MS); tests inject both. */
+  listening?: () => Promise<HostPorts>;
+  monotonic?: () => number;
 }
 
 /** Where the learned-address sources live (SPEC §8), all taken under --root. */
@@ -199,10 +207,14 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   const files = new Map<string, FileEntry>();
   const agent = opts.agent ?? createAgentCache();
   const readNeighbours = opts.neighbours ?? ipNeighbours;
+  const listening = opts.listening ?? listeningPorts;
+  const monotonic = opts.monotonic ?? (() => performance.now());
   /** dnsmasq zones with a lease file / an ethers file, as last listed. */
   let leaseZones: string[] = [];
   let ethersZones: string[] = [];
   let neighText: string | null = null;
+  /** sha1 of neighText, computed when it changes (not on every poll). */
+  let neighHash = "-";
   let agentSeen = agent.version();
   let generation = 0;
   let primed = false;
@@ -216,6 +228,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let autoAddress: { iface: string; address: string | null } | null = null;
   const interfaceIPv4 = interfaceIPv4Reader();
   let hostPorts: HostPorts = { any: [], at: {} };
+  let hostPortsAt: number | null = null;
   let parsedConfig: {
     version: number;
     result: ReturnType<typeof parseConfig> | null;
@@ -567,6 +580,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const text = raw === null ? null : canonicalNeighbours(raw);
     if (text !== neighText) {
       neighText = text;
+      neighHash = text === null ? "-" : createHash("sha1").update(text).digest("base64");
       changes++;
     }
     agent.want(needs.agent);
@@ -610,7 +624,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       ...leaseZones.map((z) => `${z}=${version(leasePath(z))}`),
       "|",
       ...ethersZones.map((z) => `${z}=${version(ethersPath(z))}`),
-      neighText === null ? "-" : createHash("sha1").update(neighText).digest("base64"),
+      neighHash,
       agent.version(),
       sdnMemo?.key,
     ].join(",");
@@ -686,10 +700,17 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
         changes++;
       autoAddress = { iface: config.externalInterface, address: found };
     }
-    const ports = await listeningPorts();
-    if (!sameHostPorts(ports, hostPorts)) {
-      hostPorts = ports;
-      changes++;
+    // /proc/net/tcp{,6} cost ≈ 1 ms each to read whatever this namespace holds (the kernel
+    // walks its whole socket hash), the largest fixed part of an idle poll: read every
+    // HOST_PORTS_EVERY_MS, and on the first pass.
+    const mono = monotonic();
+    if (hostPortsAt === null || mono - hostPortsAt >= HOST_PORTS_EVERY_MS) {
+      hostPortsAt = mono;
+      const ports = await listening();
+      if (!sameHostPorts(ports, hostPorts)) {
+        hostPorts = ports;
+        changes++;
+      }
     }
     await refreshAddresses(node);
     primed = true;
@@ -897,7 +918,25 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
 
   /** The learned-address sources' content (not their version counters, which differ between
    *  two sources reading the same files). */
+  let factsHashMemo: { key: string; value: string } | null = null;
   function factsKeyHash(): string {
+    // Within this source a file's version changes exactly when its content does: hash the
+    // contents only when a version, the neighbours or the agent's answers moved.
+    const key = [
+      version(pve(ADDRESS_PATHS.ipam)),
+      version(pve(ADDRESS_PATHS.macCache)),
+      ...Object.values(SDN_FILES).map((f) => version(pve(f))),
+      ...leaseZones.map((z) => `${z}=${version(leasePath(z))}`),
+      "|",
+      ...ethersZones.map((z) => `${z}=${version(ethersPath(z))}`),
+      neighHash,
+      agent.version(),
+    ].join(",");
+    if (factsHashMemo?.key !== key) factsHashMemo = { key, value: factsContentHash() };
+    return factsHashMemo.value;
+  }
+
+  function factsContentHash(): string {
     const h = createHash("sha1");
     const add = (abs: string) => {
       const e = entry(abs);
