@@ -72,21 +72,19 @@ function prepareInputs() {
 }
 
 /** V8 heap settings for the executable (issue 10), measured on the daemon at 10 and 1000
- *  guests (README "Performance"):
+ *  guests (README "Footprint"):
  *  - `--max-semi-space-size=1`: the young generation's semi-spaces grow to 16 MB each under
  *    the daemon's allocation rate and V8 keeps what it grew; 1 MB costs a few more scavenges
  *    (each well under a millisecond here).
- *  - `--optimize-for-size`: V8 grows the old generation in smaller steps and collects it
- *    sooner, so the heap stays near what is live: at 1000 guests the heap after a burst of 1000
- *    pre-starts went 109 → 50 MB used (live data ≈ 41 MB) and the daemon's peak RSS 195 → 151
- *    MB, with no measurable cost in the burst or reconcile times.
- *  Not taken: `--jitless` (another 7 MB less, but idle CPU at 1000 guests ×3), a hard
- *  `--max-old-space-size` (a node with more guests would crash the daemon instead of using
- *  memory), `--single-threaded-gc` (no measurable gain). `PVE_NAT_V8_FLAGS="..."` replaces the
- *  list for one build, to measure another setting. */
+ *  Measured and not taken: `--optimize-for-size` (peak RSS at 1000 guests 142 → 135 MB, but
+ *  every start, so every hook, ≈ 5 ms slower: 78 → 83.5 ms p50 for `--version`), `--jitless`
+ *  (7 MB fewer file pages, idle CPU at 1000 guests ×3), a hard `--max-old-space-size` (a node
+ *  with more guests would crash the daemon instead of using memory), `--single-threaded-gc`
+ *  and `--no-opt --no-maglev` (no gain). `PVE_NAT_V8_FLAGS="..."` replaces the list for one
+ *  build, to measure another setting. */
 const V8_FLAGS = process.env.PVE_NAT_V8_FLAGS
   ? process.env.PVE_NAT_V8_FLAGS.split(" ").filter(Boolean)
-  : ["--max-semi-space-size=1", "--optimize-for-size"];
+  : ["--max-semi-space-size=1"];
 
 // 2–4. Bundle → SEA blob (with the addon as an asset) → inject into the stripped Node.
 async function buildExecutable({ addon, node }) {
@@ -115,7 +113,7 @@ async function buildExecutable({ addon, node }) {
   const configFile = path.join(work, "sea-config.json");
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
   // With the same V8 flags as every start: V8 rejects a code cache made under other flags
-  // (`--optimize-for-size` changes its flag hash) and warns on stderr at each start.
+  // (e.g. `--optimize-for-size` changes its flag hash) and warns on stderr at each start.
   run(node, [...V8_FLAGS, "--experimental-sea-config", configFile], { cwd: work });
   step(`SEA blob ${kib(blob)} KiB`);
 
