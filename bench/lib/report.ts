@@ -356,7 +356,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
       "lost",
       "RSS MB",
       "RSS idle / peak",
-      "idle heap used/total, ext, code",
+      "idle MB: anon/file; heap used/total, ext, code",
       "idle CPU",
       "idle /etc/pve stat+open / all per s",
       "daemon load/restore p50",
@@ -381,7 +381,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
 }
 
 function memText(m: Figures["idle"]["memory"]): string {
-  return `${m.heap_used ?? "?"}/${m.heap_total ?? "?"}, ${m.external ?? "?"}, ${m.code ?? "?"}`;
+  return `${m.anon ?? "?"}/${m.file ?? "?"}; ${m.heap_used ?? "?"}/${m.heap_total ?? "?"}, ${m.external ?? "?"}, ${m.code ?? "?"}`;
 }
 
 export function renderTargets(ts: readonly Target[]): string {
