@@ -71,12 +71,20 @@ function prepareInputs() {
   return { addon, node };
 }
 
-/** V8 heap settings for the executable (issue 10). The young generation's semi-spaces grow to
- *  16 MB each under the daemon's allocation rate (cycles allocate short-lived strings and
- *  arrays), and V8 keeps what it grew: most of the daemon's heap was empty young space. 1 MB
- *  semi-spaces cost a few more scavenges (each well under a millisecond at this size) and keep
- *  the committed heap near what is live. A hook process allocates less than one semi-space. */
-const V8_FLAGS = ["--max-semi-space-size=1"];
+/** V8 heap settings for the executable (issue 10), measured on the daemon at 10 and 1000
+ *  guests (README "Footprint"):
+ *  - `--max-semi-space-size=1`: the young generation's semi-spaces grow to 16 MB each under
+ *    the daemon's allocation rate and V8 keeps what it grew; 1 MB costs a few more scavenges
+ *    (each well under a millisecond here).
+ *  Measured and not taken: `--optimize-for-size` (peak RSS at 1000 guests 142 → 135 MB, but
+ *  every start, so every hook, ≈ 5 ms slower: 78 → 83.5 ms p50 for `--version`), `--jitless`
+ *  (7 MB fewer file pages, idle CPU at 1000 guests ×3), a hard `--max-old-space-size` (a node
+ *  with more guests would crash the daemon instead of using memory), `--single-threaded-gc`
+ *  and `--no-opt --no-maglev` (no gain). `PVE_NAT_V8_FLAGS="..."` replaces the list for one
+ *  build, to measure another setting. */
+const V8_FLAGS = process.env.PVE_NAT_V8_FLAGS
+  ? process.env.PVE_NAT_V8_FLAGS.split(" ").filter(Boolean)
+  : ["--max-semi-space-size=1"];
 
 // 2–4. Bundle → SEA blob (with the addon as an asset) → inject into the stripped Node.
 async function buildExecutable({ addon, node }) {
@@ -104,7 +112,9 @@ async function buildExecutable({ addon, node }) {
   };
   const configFile = path.join(work, "sea-config.json");
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
-  run(node, ["--experimental-sea-config", configFile], { cwd: work });
+  // With the same V8 flags as every start: V8 rejects a code cache made under other flags
+  // (e.g. `--optimize-for-size` changes its flag hash) and warns on stderr at each start.
+  run(node, [...V8_FLAGS, "--experimental-sea-config", configFile], { cwd: work });
   step(`SEA blob ${kib(blob)} KiB`);
 
   const out = path.join(dist, "pve-nat");

@@ -4,7 +4,7 @@
 // bundle is CommonJS, where every statically imported module is evaluated at start; modules
 // reached only through `await import()` are evaluated when that runs. So this file imports
 // nothing heavy: `--version`, `hook` and `notify` never load commander or the other commands
-// (which pull in pino, execa and the daemon), and everything else loads them on demand.
+// (which pull in pino, child_process and the daemon), and everything else loads them on demand.
 
 import { type FastInvocation, fastInvocation, GLOBAL_FLAGS } from "./cli/globals.js";
 import { exitFor } from "./errors.js";

@@ -1,3 +1,4 @@
+import { setFlagsFromString } from "node:v8";
 import type { Logger } from "pino";
 import { type BusServer, startBus } from "../bus/server.js";
 import { writePresence } from "../cluster/files.js";
@@ -76,7 +77,18 @@ function untilSignal(): Promise<string> {
   });
 }
 
+/** V8 favours memory over speed in the daemon only (issue 10): it grows the old generation in
+ *  smaller steps, so garbage from a burst of events is collected instead of kept until the heap
+ *  doubles. Measured with `npm run bench -- --footprint` at 1000 guests (nf_tables): heap after
+ *  the burst 87 → 44 MB used, peak RSS 185 → 160 MB, same burst and reconcile times. Set here
+ *  and not in the executable's start-up options, which every hook process also takes: there it
+ *  cost each start ≈ 5 ms. V8 reads this flag when it sizes the heap after each collection, so
+ *  setting it once the isolate runs takes effect from the next one. The price: ≈ 0.7 points
+ *  more idle CPU at 1000 guests (more frequent old-generation collections). */
+export const DAEMON_V8_FLAGS = "--optimize-for-size";
+
 export async function runDaemon(ctx: Context): Promise<void> {
+  setFlagsFromString(DAEMON_V8_FLAGS);
   const stopped = untilSignal();
   const loaded = await daemonConfig(ctx);
   if (loaded === null) {

@@ -5,6 +5,13 @@ import path from "node:path";
 // a half-written file would be a scrape error, so the text goes to a temporary name (not
 // ending in .prom, so never read) and is renamed over the target, which is atomic.
 
+/** Whether `file`'s directory exists (node_exporter installed): callers skip building the text
+ *  when it does not, since that costs an `iptables-save -c` of the whole table. */
+export async function textfileDirExists(file: string): Promise<boolean> {
+  const st = await stat(path.dirname(file)).catch(() => null);
+  return st?.isDirectory() === true;
+}
+
 /** Writes `text` to `file` atomically. Returns false (and writes nothing) when the file's
  *  directory does not exist: node_exporter is not installed there, and pve-nat must not
  *  create its directories. Throws on other I/O errors. */

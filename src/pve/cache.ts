@@ -11,7 +11,16 @@
 // source for its life and shares it between the watcher's fingerprint and the plan loader.
 
 import { createHash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync, type Stats, statSync } from "node:fs";
+import {
+  closeSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  type Stats,
+  statSync,
+} from "node:fs";
 import { DEFAULTS, parseConfig } from "../config/conf.js";
 import { ConfigError } from "../errors.js";
 import { run } from "../exec.js";
@@ -33,7 +42,7 @@ import { learnedAddress, staticAddress } from "../nat/learn.js";
 import { PVE_DIR } from "../paths.js";
 import { type AgentCache, createAgentCache } from "./agent.js";
 import { parseGuestConf } from "./guestconf.js";
-import { interfaceIPv4, listeningPorts, sameHostPorts } from "./host.js";
+import { interfaceIPv4Reader, listeningPorts, sameHostPorts } from "./host.js";
 import {
   emptyFacts,
   parseEthers,
@@ -72,6 +81,10 @@ export const RECENT_MS = 2000;
  *  mtime rule, plus pmxcfs's FUSE attribute cache (libfuse's default attr_timeout, 1 s), which
  *  may still show the old size and mtime right after the write. */
 export const VMLIST_HOT_MS = RECENT_MS + 1000;
+/** How often a poll re-reads the host's listening sockets (protected ports, SPEC §2.3): a
+ *  service that starts listening on the public address is seen within this (the files the
+ *  rules come from are still checked every poll). */
+export const HOST_PORTS_EVERY_MS = 10_000;
 
 /** Which guest configs a full pass stats: null = every one, and list the guest directories
  *  (no usable .vmlist, or the first pass); otherwise those .vmlist marked, and the
@@ -107,6 +120,10 @@ export interface SourceOptions {
   agentWaitMs?: number;
   /** Reads the node's IPv4 neighbour table (`ip -4 neigh show`); null = none. */
   neighbours?: () => Promise<string | null>;
+  /** Reads the host's listening sockets (default /proc/net/tcp{,6}) and the monotonic clock
+   *  that spaces those reads (HOST_PORTS_EVERY_MS); tests inject both. */
+  listening?: () => Promise<HostPorts>;
+  monotonic?: () => number;
 }
 
 /** Where the learned-address sources live (SPEC §8), all taken under --root. */
@@ -142,8 +159,14 @@ export interface NodeSource {
 }
 
 interface FileEntry {
-  /** "ino:size:mtime:ctime", "absent", or "error". */
+  /** "file" (read; the four numbers below say which version), "absent", or "error". */
   id: string;
+  /** The stat of the version read (id "file"): numbers, compared in place on every poll
+   *  rather than a string built per file per poll (a thousand a second at 1000 guests). */
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
   text: string | null;
   /** errText of a failed read (not ENOENT). */
   error: string | null;
@@ -171,12 +194,46 @@ let versions = 0;
 /** Bumped whenever anything input() reads changes (files, listings, run state, host facts). */
 let changes = 0;
 
-function identity(st: Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+function sameStat(e: FileEntry, st: Stats): boolean {
+  return (
+    e.id === "file" &&
+    e.ino === st.ino &&
+    e.size === st.size &&
+    e.mtimeMs === st.mtimeMs &&
+    e.ctimeMs === st.ctimeMs
+  );
 }
 
 function recent(st: Stats, now: number): boolean {
   return now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS;
+}
+
+/** Reads `file` into `scratch.buf` (grown as needed), at most `limit` bytes; returns the
+ *  length. Throws as readFileSync would. For the files a poll reads every second: the bytes
+ *  are compared before anything is decoded, so an unchanged file allocates nothing. */
+function readInto(
+  file: string,
+  scratch: { buf: Buffer },
+  limit = Number.POSITIVE_INFINITY,
+): number {
+  const fd = openSync(file, "r");
+  try {
+    let len = 0;
+    while (len < limit) {
+      if (len === scratch.buf.length) {
+        const grown = Buffer.allocUnsafe(scratch.buf.length * 2);
+        scratch.buf.copy(grown, 0, 0, len);
+        scratch.buf = grown;
+      }
+      const want = Math.min(scratch.buf.length, limit) - len;
+      const n = readSync(fd, scratch.buf, len, want, null);
+      if (n === 0) break;
+      len += n;
+    }
+    return len;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function yieldToLoop(): Promise<void> {
@@ -187,10 +244,14 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   const files = new Map<string, FileEntry>();
   const agent = opts.agent ?? createAgentCache();
   const readNeighbours = opts.neighbours ?? ipNeighbours;
+  const listening = opts.listening ?? listeningPorts;
+  const monotonic = opts.monotonic ?? (() => performance.now());
   /** dnsmasq zones with a lease file / an ethers file, as last listed. */
   let leaseZones: string[] = [];
   let ethersZones: string[] = [];
   let neighText: string | null = null;
+  /** sha1 of neighText, computed when it changes (not on every poll). */
+  let neighHash = "-";
   let agentSeen = agent.version();
   let generation = 0;
   let primed = false;
@@ -202,7 +263,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let sockets: Set<string> = new Set();
   const qemuRuns = new Map<number, boolean>();
   let autoAddress: { iface: string; address: string | null } | null = null;
+  const interfaceIPv4 = interfaceIPv4Reader();
   let hostPorts: HostPorts = { any: [], at: {} };
+  let hostPortsAt: number | null = null;
   let parsedConfig: {
     version: number;
     result: ReturnType<typeof parseConfig> | null;
@@ -224,7 +287,17 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   function touch(abs: string, now: number): FileEntry {
     let e = files.get(abs);
     if (!e) {
-      e = { id: "", text: null, error: null, version: 0, seen: generation };
+      e = {
+        id: "",
+        ino: 0,
+        size: 0,
+        mtimeMs: 0,
+        ctimeMs: 0,
+        text: null,
+        error: null,
+        version: 0,
+        seen: generation,
+      };
       files.set(abs, e);
     }
     e.seen = generation;
@@ -239,10 +312,13 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       set(e, "absent", null, null);
       return e;
     }
-    const id = identity(st);
-    if (id === e.id && !recent(st, now)) return e;
+    if (sameStat(e, st) && !recent(st, now)) return e;
     try {
-      set(e, id, readFileSync(abs, "utf8"), null);
+      set(e, "file", readFileSync(abs, "utf8"), null);
+      e.ino = st.ino;
+      e.size = st.size;
+      e.mtimeMs = st.mtimeMs;
+      e.ctimeMs = st.ctimeMs;
     } catch (err) {
       if (errCode(err) === "ENOENT") set(e, "absent", null, null);
       else set(e, "error", null, errText(err));
@@ -289,17 +365,21 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return nodeName(paths, looseConfig());
   }
 
-  let unixText: string | null = null;
+  const unixScratch = { buf: Buffer.allocUnsafe(16 * 1024) };
+  let unixBytes: Buffer | null = null;
   function readSockets(): void {
-    let text = "";
+    let len = 0;
     try {
-      text = readFileSync("/proc/net/unix", "utf8");
+      len = readInto("/proc/net/unix", unixScratch);
     } catch {
       // No /proc: no LXC guest runs, as runstate.ts decides.
     }
-    // The same text names the same sockets (a thousand guests: a thousand names to split out).
-    if (text === unixText) return;
-    unixText = text;
+    // The same bytes name the same sockets (a thousand guests: a thousand names to split out,
+    // and ≈ 100 KB of text to decode, every second).
+    const bytes = unixScratch.buf.subarray(0, len);
+    if (unixBytes?.equals(bytes)) return;
+    unixBytes = Buffer.from(bytes);
+    const text = bytes.toString("utf8");
     const next = parseUnixSockets(text);
     if (next.size !== sockets.size || [...next].some((x) => !sockets.has(x))) changes++;
     sockets = next;
@@ -377,6 +457,10 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   }
 
   let kindsCache: Map<number, GuestKind> | null = null;
+  /** The same as parallel arrays, for the loops every poll runs: `for (const [k, v] of map)`
+   *  allocates an entry array and a result object per guest per poll unless V8 optimises the
+   *  loop, about half of what an idle poll allocated at 1000 guests (issue 10). */
+  let kindsList: { vmids: number[]; kinds: GuestKind[] } | null = null;
 
   /** vmid → kind as loadNode's listGuests decides (qemu wins a duplicate), sorted by vmid. */
   function guestKinds(): Map<number, GuestKind> {
@@ -385,7 +469,16 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     for (const v of listing.qemu.vmids) out.set(v, "qemu");
     for (const v of listing.lxc.vmids) if (!out.has(v)) out.set(v, "lxc");
     kindsCache = new Map([...out].sort((a, b) => a[0] - b[0]));
+    kindsList = null;
     return kindsCache;
+  }
+
+  function guestList(): { vmids: number[]; kinds: GuestKind[] } {
+    const map = guestKinds();
+    if (kindsList === null) {
+      kindsList = { vmids: [...map.keys()], kinds: [...map.values()] };
+    }
+    return kindsList;
   }
 
   // pmxcfs's counter for guest configs (vmlist.ts): a pass stats the configs it marks, not all
@@ -394,7 +487,20 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let vmlistSeen: { version: number; node: string; guests: Map<number, number> } | null = null;
   const hot = new Map<number, number>();
 
+  const vmlistHead = { buf: Buffer.allocUnsafe(64) };
   function confGate(node: string, now: number): ConfGate {
+    for (const [vmid, until] of hot) if (until <= now) hot.delete(vmid);
+    // The version leads the text: its first 64 bytes say whether anything changed, without
+    // having pmxcfs copy the whole list (≈ 60 KB at 1000 guests) every second.
+    try {
+      const len = readInto(pve(".vmlist"), vmlistHead, 64);
+      const head = vmlistVersion(vmlistHead.buf.toString("latin1", 0, len));
+      if (head !== null && vmlistSeen?.version === head && vmlistSeen.node === node)
+        return { list: false, touch: new Set(hot.keys()) };
+    } catch {
+      vmlistSeen = null;
+      return null;
+    }
     let text: string;
     try {
       text = readFileSync(pve(".vmlist"), "utf8");
@@ -403,7 +509,6 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       return null;
     }
     const version = vmlistVersion(text);
-    for (const [vmid, until] of hot) if (until <= now) hot.delete(vmid);
     if (version !== null && vmlistSeen?.version === version && vmlistSeen.node === node)
       return { list: false, touch: new Set(hot.keys()) };
     const parsed = version === null ? null : parseVmlist(text);
@@ -502,6 +607,18 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     for (const z of ethersZones) touch(ethersPath(z), now);
   }
 
+  /** A config's NICs with a MAC and no static address, per parsed config (the same object
+   *  while the file is unchanged): the poll asks this of every guest every second. */
+  const openNicsMemo = new WeakMap<GuestConf, GuestConf["nics"]>();
+  function openNics(conf: GuestConf): GuestConf["nics"] {
+    let open = openNicsMemo.get(conf);
+    if (open === undefined) {
+      open = conf.nics.filter((n) => n.mac !== null && staticAddress(n) === null);
+      openNicsMemo.set(conf, open);
+    }
+    return open;
+  }
+
   /** Guests (running, qemu with `agent: 1`) whose NICs nothing but the agent could answer,
    *  and whether a local NIC needs the neighbour table: no config address, and neither the
    *  IPAM nor a DHCP lease answers for it (those come first; `ip neigh` is a spawn per poll). */
@@ -510,10 +627,13 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     let neigh = false;
     const noAgent = { ...facts, agent: {} };
     const beforeNeigh = { ...noAgent, neighbours: {} };
-    for (const [vmid, kind] of guestKinds()) {
+    const { vmids, kinds } = guestList();
+    for (let i = 0; i < vmids.length; i++) {
+      const vmid = vmids[i] as number;
+      const kind = kinds[i] as GuestKind;
       const conf = confOf(vmid, kind, node);
       if (!conf) continue;
-      const open = conf.nics.filter((n) => n.mac !== null && staticAddress(n) === null);
+      const open = openNics(conf);
       if (open.length === 0) continue;
       if (!neigh) neigh = open.some((n) => learnedAddress(conf, n, beforeNeigh) === null);
       if (!conf.agent || kind !== "qemu" || !runningOf(vmid, kind)) continue;
@@ -531,6 +651,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const text = raw === null ? null : canonicalNeighbours(raw);
     if (text !== neighText) {
       neighText = text;
+      neighHash = text === null ? "-" : createHash("sha1").update(text).digest("base64");
       changes++;
     }
     agent.want(needs.agent);
@@ -574,7 +695,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       ...leaseZones.map((z) => `${z}=${version(leasePath(z))}`),
       "|",
       ...ethersZones.map((z) => `${z}=${version(ethersPath(z))}`),
-      neighText === null ? "-" : createHash("sha1").update(neighText).digest("base64"),
+      neighHash,
       agent.version(),
       sdnMemo?.key,
     ].join(",");
@@ -632,17 +753,22 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       listDir("lxc");
     }
     readSockets();
-    let n = 0;
     const kinds = guestKinds();
-    for (const [vmid, kind] of kinds) {
-      touchGuest(vmid, kind, node, now, gate);
+    const list = guestList();
+    for (let i = 0; i < list.vmids.length; i++) {
+      touchGuest(list.vmids[i] as number, list.kinds[i] as GuestKind, node, now, gate);
       // Keep the event loop free for hooks during a long pass.
-      if (++n % 256 === 0) await yieldToLoop();
+      if ((i + 1) % 256 === 0) await yieldToLoop();
     }
     listZones();
     touchAddressFiles(now);
-    for (const [abs, e] of files) if (e.seen !== generation) files.delete(abs);
-    for (const vmid of qemuRuns.keys()) if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
+    // forEach, not for-of: no entry array per file (deleting during forEach is defined).
+    files.forEach((e, abs) => {
+      if (e.seen !== generation) files.delete(abs);
+    });
+    qemuRuns.forEach((_, vmid) => {
+      if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
+    });
 
     if (config.publicAddress === "auto") {
       const found = await interfaceIPv4(config.externalInterface);
@@ -650,10 +776,17 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
         changes++;
       autoAddress = { iface: config.externalInterface, address: found };
     }
-    const ports = await listeningPorts();
-    if (!sameHostPorts(ports, hostPorts)) {
-      hostPorts = ports;
-      changes++;
+    // /proc/net/tcp{,6} cost ≈ 1 ms each to read whatever this namespace holds (the kernel
+    // walks its whole socket hash), the largest fixed part of an idle poll: read every
+    // HOST_PORTS_EVERY_MS, and on the first pass.
+    const mono = monotonic();
+    if (hostPortsAt === null || mono - hostPortsAt >= HOST_PORTS_EVERY_MS) {
+      hostPortsAt = mono;
+      const ports = await listening();
+      if (!sameHostPorts(ports, hostPorts)) {
+        hostPorts = ports;
+        changes++;
+      }
     }
     await refreshAddresses(node);
     primed = true;
@@ -861,7 +994,25 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
 
   /** The learned-address sources' content (not their version counters, which differ between
    *  two sources reading the same files). */
+  let factsHashMemo: { key: string; value: string } | null = null;
   function factsKeyHash(): string {
+    // Within this source a file's version changes exactly when its content does: hash the
+    // contents only when a version, the neighbours or the agent's answers moved.
+    const key = [
+      version(pve(ADDRESS_PATHS.ipam)),
+      version(pve(ADDRESS_PATHS.macCache)),
+      ...Object.values(SDN_FILES).map((f) => version(pve(f))),
+      ...leaseZones.map((z) => `${z}=${version(leasePath(z))}`),
+      "|",
+      ...ethersZones.map((z) => `${z}=${version(ethersPath(z))}`),
+      neighHash,
+      agent.version(),
+    ].join(",");
+    if (factsHashMemo?.key !== key) factsHashMemo = { key, value: factsContentHash() };
+    return factsHashMemo.value;
+  }
+
+  function factsContentHash(): string {
     const h = createHash("sha1");
     const add = (abs: string) => {
       const e = entry(abs);

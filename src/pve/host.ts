@@ -2,7 +2,7 @@
 // itself serves, on every address or one (SPEC §2.3). Both describe the network namespace we
 // run in.
 
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { run } from "../exec.js";
 import type { HostPorts } from "../model.js";
@@ -13,18 +13,58 @@ import type { HostPorts } from "../model.js";
  *  poll itself (issue 10). libuv leaves out interfaces that are down or without carrier (a
  *  vmbr0 whose uplink is unplugged still holds the public address), so only then ask `ip`. */
 export async function interfaceIPv4(iface: string): Promise<string | null> {
-  let list: ReturnType<typeof networkInterfaces>[string];
+  return inProcess(networkInterfaces, iface) ?? askIp(iface);
+}
+
+type ListInterfaces = () => ReturnType<typeof networkInterfaces>;
+
+function inProcess(list: ListInterfaces, iface: string): string | null {
   try {
-    list = networkInterfaces()[iface];
+    return list()[iface]?.find((a) => a.family === "IPv4")?.address ?? null;
   } catch {
-    list = undefined;
+    return null;
   }
-  const fast = list?.find((a) => a.family === "IPv4")?.address;
-  if (fast) return fast;
+}
+
+async function askIp(iface: string): Promise<string | null> {
   // An interface name never starts with '-' (config validates it); `dev` keeps it an argument.
   const r = await run("ip", ["-4", "-o", "addr", "show", "dev", iface], { timeoutMs: 5000 });
   if (r.code !== 0) return null;
   return /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(r.stdout)?.[1] ?? null;
+}
+
+/** Time between two `ip` runs for an interface getifaddrs leaves out. */
+export const ASK_IP_EVERY_MS = 10_000;
+
+/** interfaceIPv4 for a poller: getifaddrs on every call; `ip` (for an interface that is down
+ *  or without carrier) at most every `everyMs` per interface, the last answer in between. The
+ *  bench's vmbr0 (a bridge without ports) had the daemon spawn `ip` on every poll; a node whose
+ *  uplink lost its carrier would too. Addresses of such an interface carry no traffic until
+ *  the carrier is back, and then getifaddrs answers at once. */
+export function interfaceIPv4Reader(
+  o: {
+    everyMs?: number;
+    now?: () => number;
+    list?: ListInterfaces;
+    ask?: (iface: string) => Promise<string | null>;
+  } = {},
+): (iface: string) => Promise<string | null> {
+  const everyMs = o.everyMs ?? ASK_IP_EVERY_MS;
+  const now = o.now ?? (() => performance.now());
+  const list = o.list ?? networkInterfaces;
+  const ask = o.ask ?? askIp;
+  let last: { iface: string; at: number; address: string | null } | null = null;
+  return async (iface) => {
+    const fast = inProcess(list, iface);
+    if (fast !== null) {
+      last = null;
+      return fast;
+    }
+    if (last?.iface === iface && now() - last.at < everyMs) return last.address;
+    const address = await ask(iface);
+    last = { iface, at: now(), address };
+    return address;
+  };
 }
 
 /** /proc/net/tcp prints each 32-bit word of an address in host (little-endian) order. */
@@ -91,10 +131,16 @@ export function sameHostPorts(a: HostPorts, b: HostPorts): boolean {
 
 /** The host's TCP listening sockets in the network namespace we run in. */
 export async function listeningPorts(): Promise<HostPorts> {
-  const texts = await Promise.all(
-    ["/proc/net/tcp", "/proc/net/tcp6"].map((f) => readFile(f, "utf8").catch(() => "")),
-  );
-  return parseListening(texts);
+  // Read synchronously: procfs answers from memory, and the promise route (open, fstat, read,
+  // close, each through the thread pool) cost the daemon's poll more than the parse.
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  return parseListening([read("/proc/net/tcp"), read("/proc/net/tcp6")]);
 }
 
 /** Pure: `ip -4 -o addr show` → interface → its addresses ("203.0.113.10/24"), in order. */

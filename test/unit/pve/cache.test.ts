@@ -8,7 +8,11 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
 import { rooted } from "../../../src/paths.js";
-import { createNodeSource, type RefreshScope } from "../../../src/pve/cache.js";
+import {
+  createNodeSource,
+  HOST_PORTS_EVERY_MS,
+  type RefreshScope,
+} from "../../../src/pve/cache.js";
 import { loadNode } from "../../../src/pve/node.js";
 import type { Background } from "../../helpers/exec.js";
 import { prng } from "../../helpers/nodegen.js";
@@ -260,5 +264,38 @@ describe("parseUnixSockets", () => {
     }
     expect([...parseUnixSockets(text)]).toEqual([...reference]);
     expect([...parseUnixSockets(text)]).toEqual(want);
+  });
+
+  it("re-reads the host's listening sockets only every HOST_PORTS_EVERY_MS, and sees a change then", async () => {
+    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
+    roots.push(root);
+    const path = (abs: string) => rooted(root, abs);
+    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
+    });
+    let t = 0;
+    let reads = 0;
+    let any = [22];
+    const source = createNodeSource(paths, {
+      monotonic: () => t,
+      listening: async () => {
+        reads++;
+        return { any: [...any], at: {} };
+      },
+    });
+    await source.refresh({ all: true });
+    expect(source.input().hostPorts.any).toEqual([22]);
+    any = [22, 9999];
+    t = HOST_PORTS_EVERY_MS - 1;
+    await source.refresh({ all: true });
+    expect(reads).toBe(1);
+    expect(source.input().hostPorts.any).toEqual([22]);
+    t = HOST_PORTS_EVERY_MS;
+    await source.refresh({ all: true });
+    expect(reads).toBe(2);
+    expect(source.input().hostPorts.any).toEqual([22, 9999]);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   decodeProcAddress,
   interfaceIPv4,
+  interfaceIPv4Reader,
   parseListening,
   sameHostPorts,
 } from "../../../src/pve/host.js";
@@ -62,5 +63,63 @@ describe("interfaceIPv4", () => {
   });
   it("an absent device → null", async () => {
     expect(await interfaceIPv4("pvenat-nodev0")).toBeNull();
+  });
+});
+
+describe("interfaceIPv4Reader (the daemon's poller)", () => {
+  const v4 = (address: string) =>
+    ({
+      address,
+      family: "IPv4",
+      netmask: "255.255.255.0",
+      mac: "",
+      internal: false,
+      cidr: null,
+    }) as never;
+
+  it("asks ip at most once per interval for an interface getifaddrs leaves out", async () => {
+    let t = 0;
+    const asked: string[] = [];
+    const read = interfaceIPv4Reader({
+      everyMs: 10_000,
+      now: () => t,
+      list: () => ({}),
+      ask: async (iface) => {
+        asked.push(iface);
+        return `203.0.113.${asked.length}`;
+      },
+    });
+    expect(await read("vmbr0")).toBe("203.0.113.1");
+    t = 9_999;
+    expect(await read("vmbr0")).toBe("203.0.113.1");
+    expect(asked).toEqual(["vmbr0"]);
+    t = 10_000;
+    expect(await read("vmbr0")).toBe("203.0.113.2");
+    // Another interface is its own question.
+    expect(await read("vmbr9")).toBe("203.0.113.3");
+    expect(asked).toEqual(["vmbr0", "vmbr0", "vmbr9"]);
+  });
+
+  it("answers from getifaddrs on every call once the interface is listed", async () => {
+    let listed = false;
+    let address = "203.0.113.10";
+    let asks = 0;
+    const read = interfaceIPv4Reader({
+      now: () => 0,
+      list: () => (listed ? { vmbr0: [v4(address)] } : {}),
+      ask: async () => {
+        asks++;
+        return "203.0.113.99";
+      },
+    });
+    expect(await read("vmbr0")).toBe("203.0.113.99");
+    listed = true;
+    expect(await read("vmbr0")).toBe("203.0.113.10");
+    address = "203.0.113.11";
+    expect(await read("vmbr0")).toBe("203.0.113.11");
+    // Gone from getifaddrs again (carrier lost): ip is asked afresh, not the old answer reused.
+    listed = false;
+    expect(await read("vmbr0")).toBe("203.0.113.99");
+    expect(asks).toBe(2);
   });
 });
