@@ -43,6 +43,8 @@ export interface Figures {
   rss_detail_mb: CountResult["rss_mb"];
   /** The quiet window after the reconcile: CPU, file calls under /etc/pve, memory. */
   idle: CountResult["idle"];
+  /** Issue 9: the idle window with every guest address learned from the PVE IPAM. */
+  learned_idle?: CountResult["learned_idle"];
   memory_after_burst_mb: CountResult["memory_after_burst"];
 }
 
@@ -116,6 +118,7 @@ export function figures(c: CountResult): Figures {
     rss_detail_mb: c.rss_mb,
     idle: c.idle,
     memory_after_burst_mb: c.memory_after_burst,
+    ...(c.learned_idle ? { learned_idle: c.learned_idle } : {}),
   };
 }
 
@@ -369,6 +372,17 @@ export function renderTables(reports: readonly BackendReport[]): string {
       (r) =>
         `${r.backend}: apply p50 growth ${r.growth?.from}→${r.growth?.to} guests ${r.growth?.apply_p50}×, floor's own growth ${r.growth?.floor_p50}×`,
     );
+  const learned = reports.flatMap((r) =>
+    Object.values(r.counts).flatMap((f) => {
+      const l = f.learned_idle;
+      if (!l) return [];
+      const fs = l.idle.fs ? `${l.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
+      return [
+        `${r.backend}: ${l.guests} guests, addresses learned from the PVE IPAM (${l.guests_live} live, the rest share an address): ` +
+          `reconcile ${l.reconcile_ms} ms, idle CPU ${r2(l.idle.cpu_s_per_s * 100)} %, ${fs}, RSS ${l.idle.memory.rss} MB`,
+      ];
+    }),
+  );
   return [
     "All times in ms (medians/percentiles; run counts in bench/results.json). * = extrapolated;",
     "† = time budget for that loop used up before the issue's minimum run count (each event took too long).",
@@ -377,6 +391,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
     t2,
     "",
     ...growth,
+    ...learned,
   ].join("\n");
 }
 
