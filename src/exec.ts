@@ -48,10 +48,6 @@ export async function run(
       resolve(notRun(err));
       return;
     }
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outBytes = 0;
-    let errBytes = 0;
     let timedOut = false;
     let tooMuch = false;
     let spawnError: unknown = null;
@@ -64,20 +60,20 @@ export async function run(
       timedOut = true;
       kill();
     }, opts.timeoutMs ?? 60_000);
-    child.stdout?.on("data", (d: Buffer) => {
-      outBytes += d.length;
-      if (outBytes > MAX_OUTPUT_BYTES) {
-        tooMuch = true;
-        kill();
-      } else out.push(d);
-    });
-    child.stderr?.on("data", (d: Buffer) => {
-      errBytes += d.length;
-      if (errBytes > MAX_OUTPUT_BYTES) {
-        tooMuch = true;
-        kill();
-      } else err.push(d);
-    });
+    const collect = (stream: NodeJS.ReadableStream | null): Buffer[] => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      stream?.on("data", (d: Buffer) => {
+        bytes += d.length;
+        if (bytes > MAX_OUTPUT_BYTES) {
+          tooMuch = true;
+          kill();
+        } else chunks.push(d);
+      });
+      return chunks;
+    };
+    const out = collect(child.stdout);
+    const err = collect(child.stderr);
     child.on("error", (e) => {
       spawnError = e;
     });
