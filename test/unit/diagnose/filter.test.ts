@@ -6,6 +6,7 @@ import {
   parseFilterSave,
 } from "../../../src/diagnose/filter.js";
 import { ipToInt } from "../../../src/nat/ipv4.js";
+import { filterSave } from "../../helpers/filtersave.js";
 
 const one = (ip: string) => [{ lo: ipToInt(ip), hi: ipToInt(ip) }];
 const pkt: FilterPacket = {
@@ -18,18 +19,7 @@ const pkt: FilterPacket = {
   ctstate: ["NEW", "DNAT"],
 };
 
-function save(policy: string, rules: string[], chains: string[] = []): string {
-  return [
-    "*filter",
-    ":INPUT ACCEPT [0:0]",
-    `:FORWARD ${policy} [0:0]`,
-    ":OUTPUT ACCEPT [0:0]",
-    ...chains.map((c) => `:${c} - [0:0]`),
-    ...rules,
-    "COMMIT",
-    "",
-  ].join("\n");
-}
+const save = filterSave;
 
 const verdict = (text: string) => {
   const v = evaluateForward(parseFilterSave(text), pkt);

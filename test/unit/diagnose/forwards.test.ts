@@ -8,24 +8,14 @@ import type { Diagnostic, GuestNic, NodeInput } from "../../../src/model.js";
 import { compile } from "../../../src/nat/compile.js";
 import { parseStorageCfg } from "../../../src/pve/hookscript.js";
 import { fw, type GuestSpec, type InputSpec, input, nic } from "../../helpers/build.js";
+import { filterSave } from "../../helpers/filtersave.js";
 
 const HOOK = "local:snippets/pve-nat-hook";
 const SNIPPET = "/var/lib/vz/snippets/pve-nat-hook";
 const STORAGE = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup,snippets\n";
 
 const filter = (policy: string, rules: string[] = [], chains: string[] = []) =>
-  parseFilterSave(
-    [
-      "*filter",
-      ":INPUT ACCEPT [0:0]",
-      `:FORWARD ${policy} [0:0]`,
-      ":OUTPUT ACCEPT [0:0]",
-      ...chains.map((c) => `:${c} - [0:0]`),
-      ...rules,
-      "COMMIT",
-      "",
-    ].join("\n"),
-  );
+  parseFilterSave(filterSave(policy, rules, chains));
 
 /** A healthy node: every fact as it should be. */
 function healthy(over: Partial<NodeFacts> = {}): NodeFacts {
