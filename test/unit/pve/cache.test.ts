@@ -41,6 +41,20 @@ function fwText(r: () => number, vmid: number): string {
   return `[OPTIONS]\n\nenable: ${vmid % 2}\n\n[RULES]\n\n${rules.join("\n")}\n`;
 }
 
+/** A simulated node with one LXC guest (105) and no .fw, in a temporary root. */
+async function oneGuestNode() {
+  const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
+  roots.push(root);
+  const path = (abs: string) => rooted(root, abs);
+  const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+  await writeNode({
+    root,
+    config: "node = pve1\npublic_address = 203.0.113.10\n",
+    guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
+  });
+  return { root, path, paths };
+}
+
 describe("cached node source", () => {
   it.each([1, 2, 3, 4, 5, 6])(
     "reads what loadNode reads after every edit (seed %i)",
@@ -182,15 +196,7 @@ describe("cached node source", () => {
     ["a poll", { all: true }],
     ["an apply for the guest", { owners: [105] }],
   ] as const)("sees a same-size edit that keeps inode and mtime on %s", async (_, scope) => {
-    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
-    roots.push(root);
-    const path = (abs: string) => rooted(root, abs);
-    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
-    await writeNode({
-      root,
-      config: "node = pve1\npublic_address = 203.0.113.10\n",
-      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
-    });
+    const { path, paths } = await oneGuestNode();
     const fw = path("/etc/pve/firewall/105.fw");
     await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
     // pmxcfs: whole-second mtimes.
@@ -205,15 +211,7 @@ describe("cached node source", () => {
   });
 
   it("gives the fingerprint node.ts always gave: content hashes, run state", async () => {
-    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
-    roots.push(root);
-    const path = (abs: string) => rooted(root, abs);
-    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
-    await writeNode({
-      root,
-      config: "node = pve1\npublic_address = 203.0.113.10\n",
-      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
-    });
+    const { path, paths } = await oneGuestNode();
     await writeFile(path("/etc/pve/firewall/105.fw"), "[RULES]\n");
     const a = createNodeSource(paths);
     await a.refresh({ all: true });
@@ -267,15 +265,7 @@ describe("parseUnixSockets", () => {
   });
 
   it("re-reads the host's listening sockets only every HOST_PORTS_EVERY_MS, and sees a change then", async () => {
-    const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
-    roots.push(root);
-    const path = (abs: string) => rooted(root, abs);
-    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
-    await writeNode({
-      root,
-      config: "node = pve1\npublic_address = 203.0.113.10\n",
-      guests: [{ vmid: 105, kind: "lxc", conf: "hostname: a\n" }],
-    });
+    const { paths } = await oneGuestNode();
     let t = 0;
     let reads = 0;
     let any = [22];
