@@ -7,15 +7,6 @@ import { networkInterfaces } from "node:os";
 import { run } from "../exec.js";
 import type { HostPorts } from "../model.js";
 
-/** First IPv4 address of `iface` as `ip -4 addr` lists it, or null (no such device, no address).
- *  getifaddrs (os.networkInterfaces) in-process first, in the kernel's order (primary first), as
- *  `ip` prints it: the daemon asks on every poll, and spawning `ip` from it cost more than the
- *  poll itself (issue 10). libuv leaves out interfaces that are down or without carrier (a
- *  vmbr0 whose uplink is unplugged still holds the public address), so only then ask `ip`. */
-export async function interfaceIPv4(iface: string): Promise<string | null> {
-  return inProcess(networkInterfaces, iface) ?? askIp(iface);
-}
-
 type ListInterfaces = () => ReturnType<typeof networkInterfaces>;
 
 function inProcess(list: ListInterfaces, iface: string): string | null {
@@ -36,8 +27,12 @@ async function askIp(iface: string): Promise<string | null> {
 /** Time between two `ip` runs for an interface getifaddrs leaves out. */
 export const ASK_IP_EVERY_MS = 10_000;
 
-/** interfaceIPv4 for a poller: getifaddrs on every call; `ip` (for an interface that is down
- *  or without carrier) at most every `everyMs` per interface, the last answer in between. The
+/** First IPv4 address of an interface as `ip -4 addr` lists it, or null (no such device, no
+ *  address), for a poller. getifaddrs (os.networkInterfaces) in-process on every call, in the
+ *  kernel's order (primary first) as `ip` prints it: spawning `ip` from the daemon cost more than
+ *  the poll itself (issue 10). libuv leaves out interfaces that are down or without carrier (a
+ *  vmbr0 whose uplink is unplugged still holds the public address): only for those `ip` runs,
+ *  at most every `everyMs` per interface, the last answer in between. The
  *  bench's vmbr0 (a bridge without ports) had the daemon spawn `ip` on every poll; a node whose
  *  uplink lost its carrier would too. Addresses of such an interface carry no traffic until
  *  the carrier is back, and then getifaddrs answers at once. */

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
   decodeProcAddress,
-  interfaceIPv4,
   interfaceIPv4Reader,
   parseListening,
   sameHostPorts,
@@ -57,12 +56,12 @@ describe("listening ports", () => {
   });
 });
 
-describe("interfaceIPv4", () => {
+describe("interfaceIPv4Reader on this host", () => {
   it("reads lo's address (read-only, root namespace)", async () => {
-    expect(await interfaceIPv4("lo")).toBe("127.0.0.1");
+    expect(await interfaceIPv4Reader()("lo")).toBe("127.0.0.1");
   });
   it("an absent device → null", async () => {
-    expect(await interfaceIPv4("pvenat-nodev0")).toBeNull();
+    expect(await interfaceIPv4Reader()("pvenat-nodev0")).toBeNull();
   });
 });
 
