@@ -1,7 +1,7 @@
 // The I/O half of cluster/presence.ts: pmxcfs's member list, every node's presence file, the
 // attached guests of every node, and the atomic write of this node's presence file.
-import { readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
-import path from "node:path";
+import { readdir, readFile } from "node:fs/promises";
+import { replaceInExistingDir } from "../atomicfile.js";
 import type { Context } from "../context.js";
 import { NODE_NAME } from "../names.js";
 import { PVE_DIR } from "../paths.js";
@@ -77,15 +77,5 @@ export async function attachedGuests(ctx: Paths): Promise<Array<{ vmid: number; 
  *  under the mount point. */
 export async function writePresence(ctx: Paths, p: Presence): Promise<boolean> {
   const file = ctx.path(`${PVE_DIR}/${presenceRel(p.node)}`);
-  const dir = await stat(path.dirname(file)).catch(() => null);
-  if (!dir?.isDirectory()) return false;
-  const tmp = `${file}.tmp.${process.pid}`;
-  try {
-    await writeFile(tmp, presenceText(p));
-    await rename(tmp, file);
-    return true;
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
+  return replaceInExistingDir(file, presenceText(p), `${file}.tmp.${process.pid}`);
 }
