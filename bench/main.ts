@@ -335,7 +335,7 @@ async function orchestrate(a: Args): Promise<void> {
         "seed_equivalent_ms: flush nat + one `iptables -t nat -A` process per rule; at 1000 guests estimated from the first and last 500 appends (linear growth)",
         "reconcile_ms: daemon spawn → its 'reconciled' log line (all chains live); reconcile_daemon_ms: the daemon's own figure",
         "burst: every guest's run state removed and its chains gone, then run state back and one post-start per guest sent over one socket; total = first send → last ack",
-        "rss_mb: daemon VmRSS after the burst; rss_detail_mb.peak: VmHWM (the most it ever had resident: reconcile, events, burst)",
+        "rss_mb: daemon VmRSS after the burst; rss_detail_mb.idle: VmRSS at the end of the 30 s quiet window (after_reconcile: right after the reconcile); rss_detail_mb.peak: VmHWM (the most it ever had resident: reconcile, events, burst)",
         "idle: a quiet window after the reconcile (2 polls later): CPU seconds per wall second from /proc/<pid>/stat (own; children = drift-check iptables-save), then a separate window under `strace -f -y -e trace=%file,%desc` counting calls that name a path or fd under <root>/etc/pve (stat+open is the headline)",
         "memory (MB): rss/anon/file from /proc (file = the executable's pages, shared with every hook process); heap_used/heap_total/external/array_buffers/code from the daemon's own `ping` reply (process.memoryUsage, V8 code space + bytecode)",
       ],

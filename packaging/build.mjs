@@ -20,6 +20,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundle } from "../scripts/bundle.mjs";
 import { requiredSymbolVersions, SEA_FUSE, unmetRequirements, ZEROMQ_ADDON } from "./lib.mjs";
+import { compilePagedrop } from "./pagedrop.mjs";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const here = path.join(repo, "packaging");
@@ -53,7 +54,8 @@ function assertRunsOnTarget(file) {
   if (unmet.length > 0) throw new Error(`${file} does not load on Debian 12: ${unmet.join(", ")}`);
 }
 
-// 1. The zeromq addon to embed, and the Node binary it will run in.
+// 1. The addons to embed (zeromq's, and pagedrop compiled here), and the Node binary they will
+// run in.
 function prepareInputs() {
   const addon = path.join(repo, ZEROMQ_ADDON);
   if (!existsSync(addon)) throw new Error(`${ZEROMQ_ADDON} missing: run npm ci`);
@@ -68,7 +70,10 @@ function prepareInputs() {
   copyFileSync(nodeBin, node);
   chmodSync(node, 0o755);
   run("strip", ["--strip-all", "--remove-section=.comment", "--remove-section=.note", node]);
-  return { addon, node };
+  const pagedrop = path.join(work, "pagedrop.node");
+  compilePagedrop({ repo, out: pagedrop });
+  assertRunsOnTarget(pagedrop);
+  return { addon, pagedrop, node };
 }
 
 /** V8 heap settings for the executable (issue 10), measured on the daemon at 10 and 1000
@@ -87,10 +92,14 @@ const V8_FLAGS = process.env.PVE_NAT_V8_FLAGS
   : ["--max-semi-space-size=1"];
 
 // 2–4. Bundle → SEA blob (with the addon as an asset) → inject into the stripped Node.
-async function buildExecutable({ addon, node }) {
-  const addonInfo = { sha256: sha256(addon), size: statSync(addon).size };
+async function buildExecutable({ addon, pagedrop, node }) {
+  const embedded = (file) => ({ sha256: sha256(file), size: statSync(file).size });
   const script = path.join(work, "pve-nat.cjs");
-  const { metafile } = await bundle({ entry, outfile: script, sea: addonInfo });
+  const { metafile } = await bundle({
+    entry,
+    outfile: script,
+    sea: { zeromq: embedded(addon), pagedrop: embedded(pagedrop) },
+  });
   // What went into the bundle: deb.mjs lists the embedded npm packages' licenses from it.
   writeFileSync(path.join(work, "meta.json"), JSON.stringify(metafile));
   step(`bundled ${path.relative(repo, script)} (${kib(script)} KiB)`);
@@ -108,7 +117,7 @@ async function buildExecutable({ addon, node }) {
     // Node options every start carries (Node ≥ 24.6 reads them from the blob; the daemon and
     // each hook process alike). See V8_FLAGS.
     execArgv: V8_FLAGS,
-    assets: { "zeromq.node": addon },
+    assets: { "zeromq.node": addon, "pagedrop.node": pagedrop },
   };
   const configFile = path.join(work, "sea-config.json");
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
@@ -132,7 +141,8 @@ async function buildExecutable({ addon, node }) {
   return out;
 }
 
-/** The executable starts, knows its version and maps its embedded addon, with no node around. */
+/** The executable starts, knows its version, maps its embedded addons and gives back pages,
+ *  with no node around. */
 function smokeTest(exe) {
   const scratch = mkdtempSync(path.join(os.tmpdir(), "pve-nat-build-"));
   try {
@@ -143,7 +153,7 @@ function smokeTest(exe) {
     const version = run(exe, ["--version"], { cwd: scratch, env }).trim();
     if (version !== pkg.version) throw new Error(`--version printed "${version}"`);
     const selfTest = JSON.parse(run(exe, ["self-test"], { cwd: scratch, env }));
-    if (selfTest.addon?.kind !== "embedded")
+    if (selfTest.addon?.kind !== "embedded" || !(selfTest.pagedropBytes > 0))
       throw new Error(`self-test: ${JSON.stringify(selfTest)}`);
   } finally {
     rmSync(scratch, { recursive: true, force: true });

@@ -23,15 +23,21 @@ const zeromqAddonLoader = {
 };
 
 /**
- * @param {{ entry?: string; outfile?: string; sea?: { sha256: string; size: number } }} [opts]
- *   sea: hash and size of the addon embedded as an asset (packaging/build.mjs).
+ * @typedef {{ sha256: string; size: number }} Embedded
+ * @param {{ entry?: string; outfile?: string; sea?: { zeromq: Embedded; pagedrop: Embedded } }} [opts]
+ *   sea: hash and size of each addon embedded as an asset (packaging/build.mjs).
  */
 export async function bundle(opts = {}) {
   const sea = opts.sea;
   const define = { "process.env.PVE_NAT_VERSION": JSON.stringify(version) };
   if (sea) {
-    define["process.env.PVE_NAT_ADDON_SHA256"] = JSON.stringify(sea.sha256);
-    define["process.env.PVE_NAT_ADDON_SIZE"] = JSON.stringify(String(sea.size));
+    for (const [name, a] of [
+      ["ADDON", sea.zeromq],
+      ["PAGEDROP", sea.pagedrop],
+    ]) {
+      define[`process.env.PVE_NAT_${name}_SHA256`] = JSON.stringify(a.sha256);
+      define[`process.env.PVE_NAT_${name}_SIZE`] = JSON.stringify(String(a.size));
+    }
   }
   const result = await build({
     absWorkingDir: repo,

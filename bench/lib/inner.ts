@@ -163,7 +163,9 @@ export interface CountResult {
     /** Restores the burst took (null without --debug-log). */
     cycles: number | null;
   };
-  rss_mb: { idle: number; after_burst: number; peak: number };
+  /** idle: at the end of the quiet window (the daemon left alone; issue 10's "idle");
+   *  after_reconcile: right after the initial reconcile, before it has settled. */
+  rss_mb: { idle: number; after_reconcile: number; after_burst: number; peak: number };
   idle: IdleResult;
   /** After the burst (peak = VmHWM: the most the daemon ever had resident). */
   memory_after_burst: Footprint;
@@ -690,7 +692,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
     progress(
       `reconciled in ${r1(reconcileWall)} ms (daemon: ${rec.ms} ms), chains ok: ${chainsOk}`,
     );
-    const rssIdle = await daemon.rssMb();
+    const rssReconciled = await daemon.rssMb();
     progress(`idle: ${o.runs.idleSeconds} s quiet window, then ${o.runs.fsSeconds} s under strace`);
     const quiet = await idle(o, daemon, tree);
     progress(
@@ -802,7 +804,12 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       cycle_split: cycleSplit,
       ...ed,
       burst: b,
-      rss_mb: { idle: r1(rssIdle.rss), after_burst: r1(rssAfter.rss), peak: r1(rssAfter.hwm) },
+      rss_mb: {
+        idle: quiet.memory.rss,
+        after_reconcile: r1(rssReconciled.rss),
+        after_burst: r1(rssAfter.rss),
+        peak: r1(rssAfter.hwm),
+      },
       idle: quiet,
       memory_after_burst: memoryAfter,
       seed: s,

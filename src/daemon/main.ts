@@ -9,6 +9,7 @@ import { type Backend, createRunner, detectBackend, runnerFor } from "../iptable
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config, NodeInput } from "../model.js";
+import { loadPageDrop } from "../native/addon.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
@@ -20,6 +21,7 @@ import { conntrackCleaner } from "./conntrack.js";
 import { createDriftCheck } from "./drift.js";
 import { createHandler } from "./handler.js";
 import { createLifecycle } from "./lifecycle.js";
+import { createTrimmer } from "./memory.js";
 import { createMetricsWriter, type MetricsWriter } from "./metrics.js";
 import { planLoader } from "./plan.js";
 import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
@@ -61,6 +63,17 @@ async function arpAll(applier: Applier, log: Logger): Promise<void> {
   const s = applier.state();
   if (s.paused || !s.plan?.entry.zoneFix) return;
   await setArpIgnore(await fwbrDevices(realProcFs), 1, realProcFs, log);
+}
+
+/** Page trimming is an optimisation: a host where the addon cannot be written or mapped
+ *  (a read-only /var/lib, noexec) runs the daemon without it. */
+function loadPageDropQuiet(log: Logger): ReturnType<typeof loadPageDrop> {
+  try {
+    return loadPageDrop();
+  } catch (err) {
+    log.warn({ err: errText(err) }, "page trimming unavailable; the daemon keeps its pages");
+    return null;
+  }
 }
 
 function untilSignal(): Promise<string> {
@@ -119,6 +132,9 @@ export async function runDaemon(ctx: Context): Promise<void> {
     clock: realClock,
     log,
   });
+  // Only the single executable carries the addon; elsewhere the daemon keeps its pages.
+  const pagedrop = loadPageDropQuiet(log);
+  const trimmer = pagedrop ? createTrimmer({ drop: () => pagedrop.drop(), clock, log }) : null;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
@@ -144,6 +160,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     onCycle: (seconds, ok) => {
       metrics.applied(seconds, ok);
       writer?.kick();
+      trimmer?.touch();
       if (ok) presence.update(applier.state().plan);
     },
     // iptables = auto: pve-firewall's ExecStartPre may switch the alternative after we started.
@@ -269,6 +286,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   watcher.stop();
   drift.stop();
   writer?.stop();
+  trimmer?.stop();
   presence.stop();
   lifecycle.stop();
   await applier.stop();

@@ -1,7 +1,7 @@
-// Loads zeromq's native addon. In the single executable (Node SEA) the addon is an embedded
-// asset: it is written once to a private directory (extract.ts) and mapped with
-// process.dlopen. Anywhere else (tests, `node dist/pve-nat.cjs`) zeromq's own loader finds it
-// in node_modules. See packaging/README.md for why.
+// Loads the native addons: zeromq's, and pagedrop (the daemon's page trimming). In the single
+// executable (Node SEA) each is an embedded asset: it is written once to a private directory
+// (extract.ts) and mapped with process.dlopen. Anywhere else (tests, `node dist/pve-nat.cjs`)
+// zeromq's own loader finds its addon in node_modules. See packaging/README.md for why.
 import { unlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -9,12 +9,18 @@ import path from "node:path";
 import { getAsset, isSea } from "node:sea";
 import { addonDir, type ExtractResult, extractAddon } from "./extract.js";
 
-/** Name of the asset in packaging/sea-config (written by packaging/build.mjs). */
+/** Names of the assets in packaging/sea-config (written by packaging/build.mjs). */
 export const ADDON_ASSET = "zeromq.node";
+export const PAGEDROP_ASSET = "pagedrop.node";
 
 /** Filled in by the SEA bundle (esbuild `define`); undefined in any other build. */
-const EMBEDDED_SHA256 = process.env.PVE_NAT_ADDON_SHA256;
-const EMBEDDED_SIZE = process.env.PVE_NAT_ADDON_SIZE;
+const EMBEDDED = {
+  [ADDON_ASSET]: { sha256: process.env.PVE_NAT_ADDON_SHA256, size: process.env.PVE_NAT_ADDON_SIZE },
+  [PAGEDROP_ASSET]: {
+    sha256: process.env.PVE_NAT_PAGEDROP_SHA256,
+    size: process.env.PVE_NAT_PAGEDROP_SIZE,
+  },
+};
 
 export interface AddonOrigin {
   kind: "embedded" | "node_modules";
@@ -30,23 +36,38 @@ export function addonOrigin(): AddonOrigin | null {
 }
 
 export function loadZmqAddon(): unknown {
-  if (isSea()) return loadEmbedded();
+  if (isSea()) {
+    const { exports, ...from } = loadEmbedded(ADDON_ASSET);
+    origin = from;
+    return exports;
+  }
   const req = createRequire(path.resolve(process.argv[1] ?? "pve-nat"));
   origin = { kind: "node_modules", file: null, written: false };
   return (req("zeromq/lib/load-addon.js") as { default: unknown }).default;
 }
 
-function loadEmbedded(): unknown {
-  if (!EMBEDDED_SHA256 || !EMBEDDED_SIZE)
-    throw new Error("single executable built without addon hash");
+/** src/native/pagedrop.c: `drop()` gives back the resident pages of the executable's clean
+ *  read-only mappings and returns the bytes released (-1: smaps unreadable). Only the single
+ *  executable carries it (packaging/build.mjs compiles it); anywhere else this is null, and
+ *  the daemon simply keeps its pages. */
+export interface PageDrop {
+  drop(): number;
+}
+
+export function loadPageDrop(): PageDrop | null {
+  if (!isSea()) return null;
+  const { exports } = loadEmbedded(PAGEDROP_ASSET);
+  return exports as PageDrop;
+}
+
+function loadEmbedded(asset: keyof typeof EMBEDDED): AddonOrigin & { exports: unknown } {
+  const { sha256, size } = EMBEDDED[asset];
+  if (!sha256 || !size) throw new Error(`single executable built without ${asset}'s hash`);
+  const keep = Object.values(EMBEDDED).flatMap((e) => (e.sha256 ? [e.sha256] : []));
   const euid = process.geteuid?.() ?? 0;
   const dir = addonDir({ euid, override: process.env.PVE_NAT_ADDON_DIR, tmpdir: os.tmpdir() });
-  const payload = {
-    sha256: EMBEDDED_SHA256,
-    size: Number(EMBEDDED_SIZE),
-    bytes: () => new Uint8Array(getAsset(ADDON_ASSET)),
-  };
-  let extracted: ExtractResult = extractAddon(payload, dir, euid);
+  const payload = { sha256, size: Number(size), bytes: () => new Uint8Array(getAsset(asset)) };
+  let extracted: ExtractResult = extractAddon(payload, dir, euid, keep);
   let exports: unknown;
   try {
     exports = dlopen(extracted.file);
@@ -54,11 +75,10 @@ function loadEmbedded(): unknown {
     // Deleted or damaged behind our back (by hand): write a fresh copy once.
     if (extracted.written) throw err;
     rmQuiet(extracted.file);
-    extracted = extractAddon(payload, dir, euid);
+    extracted = extractAddon(payload, dir, euid, keep);
     exports = dlopen(extracted.file);
   }
-  origin = { kind: "embedded", file: extracted.file, written: extracted.written };
-  return exports;
+  return { kind: "embedded", file: extracted.file, written: extracted.written, exports };
 }
 
 function dlopen(file: string): unknown {

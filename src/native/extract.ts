@@ -78,8 +78,15 @@ export interface AddonPayload {
   bytes(): Uint8Array;
 }
 
-/** Makes `<dir>/<sha256>.node` hold the payload. Safe to call from many processes at once. */
-export function extractAddon(addon: AddonPayload, dir: string, euid: number): ExtractResult {
+/** Makes `<dir>/<sha256>.node` hold the payload. Safe to call from many processes at once.
+ *  `keep`: the hashes of every addon this executable embeds (zeromq's and pagedrop), which
+ *  share the directory; copies of any other hash are an older version's. */
+export function extractAddon(
+  addon: AddonPayload,
+  dir: string,
+  euid: number,
+  keep: readonly string[] = [addon.sha256],
+): ExtractResult {
   const { sha256, size } = addon;
   if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`bad addon hash "${sha256}"`);
   const file = path.join(dir, `${sha256}.node`);
@@ -117,17 +124,18 @@ export function extractAddon(addon: AddonPayload, dir: string, euid: number): Ex
   } finally {
     unlinkSync(tmp);
   }
-  if (written) removeStale(dir, sha256);
+  if (written) removeStale(dir, keep.includes(sha256) ? keep : [...keep, sha256]);
   return { file, written };
 }
 
 /** Drops copies of other addon versions (an upgrade) and temp files of killed processes.
  *  Unlinking a file another process has mapped is harmless on Linux. */
-export function removeStale(dir: string, keepSha256: string, now = Date.now()): string[] {
+export function removeStale(dir: string, keep: readonly string[], now = Date.now()): string[] {
   const removed: string[] = [];
+  const kept = new Set(keep.map((sha) => `${sha}.node`));
   for (const name of readdirSync(dir)) {
     const full = path.join(dir, name);
-    const isOtherAddon = /^[0-9a-f]{64}\.node$/.test(name) && name !== `${keepSha256}.node`;
+    const isOtherAddon = /^[0-9a-f]{64}\.node$/.test(name) && !kept.has(name);
     const isOldTmp =
       /^\.[0-9a-f]{64}\.\d+\.[0-9a-f]+\.tmp$/.test(name) && ageMs(full, now) > STALE_TMP_MS;
     if (!isOtherAddon && !isOldTmp) continue;

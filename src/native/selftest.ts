@@ -1,16 +1,19 @@
 // `pve-nat self-test` (hidden): proves that this executable can load its zeromq addon and carry
-// a message over ipc://, without a daemon. Used by the package tests and by support ("does
+// a message over ipc://, and that its page trimming works, without a daemon. Used by the package tests and by support ("does
 // the binary work on this host?"). It imports zeromq itself because it tests the loader.
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Command } from "commander";
-import { addonOrigin } from "./addon.js";
+import { addonOrigin, loadPageDrop } from "./addon.js";
 
 export interface SelfTestResult {
   zeromq: string;
   addon: ReturnType<typeof addonOrigin>;
   roundTripMs: number;
+  /** Resident bytes the page trimming gave back in this process; null without the addon
+   *  (anywhere but the single executable). */
+  pagedropBytes: number | null;
 }
 
 export async function selfTest(): Promise<SelfTestResult> {
@@ -31,7 +34,13 @@ export async function selfTest(): Promise<SelfTestResult> {
     const [answer] = await req.receive();
     const roundTripMs = performance.now() - t0;
     if (answer?.toString() !== "pong:ping") throw new Error(`unexpected answer ${String(answer)}`);
-    return { zeromq: zmq.version, addon: addonOrigin(), roundTripMs };
+    const pagedrop = loadPageDrop();
+    return {
+      zeromq: zmq.version,
+      addon: addonOrigin(),
+      roundTripMs,
+      pagedropBytes: pagedrop ? pagedrop.drop() : null,
+    };
   } finally {
     req.close();
     rep.close();

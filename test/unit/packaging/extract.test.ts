@@ -85,6 +85,21 @@ describe("extractAddon", () => {
     expect(readdirSync(dir)).toEqual([`${v2.sha256}.node`]);
   });
 
+  it("addons embedded side by side keep each other (zeromq's and pagedrop)", () => {
+    const dir = path.join(scratch, "addon");
+    const old = payload("zeromq v0");
+    const zmq = payload("zeromq v1");
+    const pagedrop = payload("pagedrop v1");
+    const keep = [zmq.sha256, pagedrop.sha256];
+    extractAddon(old, dir, euid);
+    expect(extractAddon(zmq, dir, euid, keep).written).toBe(true);
+    expect(extractAddon(pagedrop, dir, euid, keep).written).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(keep.map((sha) => `${sha}.node`).sort());
+    // Both found again on the next start, neither written twice.
+    expect(extractAddon(zmq, dir, euid, keep).written).toBe(false);
+    expect(extractAddon(pagedrop, dir, euid, keep).written).toBe(false);
+  });
+
   it("replaces a truncated copy", () => {
     const dir = path.join(scratch, "addon");
     const p = payload("the whole addon");
@@ -174,7 +189,7 @@ describe("removeStale", () => {
     for (const n of Object.values(names)) writeFileSync(path.join(scratch, n), "");
     const old = (now - 120_000) / 1000;
     utimesSync(path.join(scratch, names.oldTmp), old, old);
-    expect(removeStale(scratch, keep, now).sort()).toEqual([names.oldTmp, names.other].sort());
+    expect(removeStale(scratch, [keep], now).sort()).toEqual([names.oldTmp, names.other].sort());
     expect(readdirSync(scratch).sort()).toEqual(
       [names.keep, names.freshTmp, names.unrelated].sort(),
     );

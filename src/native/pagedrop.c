@@ -1,0 +1,97 @@
+/*
+ * pagedrop: gives back the daemon's resident pages of its own executable (issue 10).
+ *
+ * Starting Node, loading the bundle and the first reconcile touch ~60 MB of the executable's
+ * code and read-only data (V8's compilers, the snapshot, the bundle, Node's built-in modules);
+ * an idle daemon uses a fraction of that. Those pages stay mapped, so they count in the
+ * daemon's RSS for its whole life. madvise(MADV_DONTNEED) on a clean file-backed mapping only
+ * removes it from this process's page tables: the pages stay in the page cache (reclaimable,
+ * shared with the hook processes running the same file), and the next touch maps them again
+ * from there. Node exposes no madvise, hence these few lines of C.
+ *
+ * Only mappings that are readable, not writable, file-backed and hold no private (copied)
+ * page are dropped. The last condition is the one that matters for correctness: a read-only
+ * mapping can still carry pages the process wrote before making it read-only (the dynamic
+ * linker's relocations under RELRO); dropping those would bring back the file's unrelocated
+ * bytes. smaps's "Anonymous:" counts exactly those pages, so a mapping with any is left alone.
+ *
+ * Built by packaging/build.mjs against Node-API (node-api-headers), so one build loads in any
+ * Node ≥ 20; embedded in the single executable like the zeromq addon (src/native/addon.ts).
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MAX_RANGES 4096
+
+struct range {
+  unsigned long start, end, rss_kb;
+};
+
+static struct range ranges[MAX_RANGES];
+
+/* Clean read-only file mappings of this process, from /proc/self/smaps. Returns the count,
+ * or -1 when smaps cannot be read. */
+static int collect(void) {
+  FILE *f = fopen("/proc/self/smaps", "re");
+  if (f == NULL) return -1;
+  char line[4096];
+  int n = 0;
+  int candidate = 0;
+  struct range cur = {0, 0, 0};
+  unsigned long anon_kb = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long start, end, inode;
+    unsigned long long offset;
+    char perms[8], dev[32];
+    int path_at = 0;
+    if (sscanf(line, "%lx-%lx %7s %llx %31s %lu %n", &start, &end, perms, &offset, dev, &inode,
+               &path_at) == 6) {
+      const char *path = line + path_at;
+      candidate = perms[0] == 'r' && perms[1] == '-' && inode != 0 && path[0] == '/';
+      cur.start = start;
+      cur.end = end;
+      cur.rss_kb = 0;
+      anon_kb = 1; /* unknown until its "Anonymous:" line is read */
+      continue;
+    }
+    unsigned long kb;
+    if (sscanf(line, "Rss: %lu kB", &kb) == 1) {
+      cur.rss_kb = kb;
+    } else if (sscanf(line, "Anonymous: %lu kB", &kb) == 1) {
+      anon_kb = kb;
+    } else if (strncmp(line, "VmFlags:", 8) == 0) {
+      /* The last line of a mapping's block. */
+      if (candidate && anon_kb == 0 && cur.rss_kb > 0 && n < MAX_RANGES) ranges[n++] = cur;
+      candidate = 0;
+    }
+  }
+  fclose(f);
+  return n;
+}
+
+/* drop() → resident bytes released from this process's page tables, or -1 (smaps unreadable). */
+static napi_value Drop(napi_env env, napi_callback_info info) {
+  (void)info;
+  double released = -1;
+  int n = collect();
+  if (n >= 0) {
+    released = 0;
+    for (int i = 0; i < n; i++) {
+      if (madvise((void *)ranges[i].start, ranges[i].end - ranges[i].start, MADV_DONTNEED) == 0)
+        released += (double)ranges[i].rss_kb * 1024;
+    }
+  }
+  napi_value result;
+  if (napi_create_double(env, released, &result) != napi_ok) return NULL;
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  if (napi_create_function(env, "drop", NAPI_AUTO_LENGTH, Drop, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "drop", fn) != napi_ok) return NULL;
+  return exports;
+}
