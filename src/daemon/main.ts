@@ -250,6 +250,9 @@ export async function runDaemon(ctx: Context): Promise<void> {
     return;
   }
 
+  // Loading the program touched most of the executable; the reconcile needs a part of it.
+  // Given back now, the reconcile's pages and its heap are not resident at the same time.
+  pagedrop?.drop();
   const t0 = clock.now();
   try {
     const r = await applier.apply({ full: true });
