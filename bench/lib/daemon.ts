@@ -1,5 +1,7 @@
 // The daemon under test, its JSON log (cycle timings at debug level) and its event stream.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import * as zmq from "zeromq";
 import { type BusEvent, parseEvent } from "../../src/bus/protocol.js";
 import { type Background, background } from "./proc.js";
@@ -30,6 +32,21 @@ export interface Daemon {
    *  executable's pages, shared with every other process running it) resident MB. */
   smapsMb(): Promise<{ anon: number; file: number } | null>;
   stop(): Promise<void>;
+}
+
+/** `Environment=K=V` lines of a systemd unit (one assignment per line, as ours has). */
+export function unitEnvironment(unitText: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const m of unitText.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$/gm)) {
+    env[m[1] as string] = m[2] as string;
+  }
+  return env;
+}
+
+/** The daemon runs with the environment its systemd unit gives it on a real node. */
+function serviceEnvironment(): Record<string, string> {
+  const repo = process.env.PVE_NAT_REPO ?? process.cwd();
+  return unitEnvironment(readFileSync(path.join(repo, "packaging/pve-nat.service"), "utf8"));
 }
 
 export function startDaemon(bin: readonly string[], root: string): Daemon {
@@ -67,6 +84,7 @@ export function startDaemon(bin: readonly string[], root: string): Daemon {
       if (typeof rec.level === "number" && rec.level >= 50) errors.push(String(msg));
     },
     (line) => errors.push(line),
+    serviceEnvironment(),
   );
   return {
     proc,

@@ -88,10 +88,14 @@ export function background(
   argv: readonly string[],
   onLine?: (line: string, at: number) => void,
   onErrLine?: (line: string) => void,
+  extraEnv: Readonly<Record<string, string>> = {},
 ): Background {
   const [cmd, ...args] = argv;
   if (!cmd) throw new Error("background: empty argv");
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: ENV });
+  const child = spawn(cmd, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...ENV, ...extraEnv },
+  });
   if (child.pid === undefined) throw new Error(`cannot start ${cmd}`);
   const split = (cb: ((l: string, at: number) => void) | undefined) => {
     let buf = "";

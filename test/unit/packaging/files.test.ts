@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { unitEnvironment } from "../../../bench/lib/daemon.js";
 import { commands } from "../../../src/cli/commands.js";
 import { CONFIG_KEYS, DEFAULTS, parseConfig } from "../../../src/config/conf.js";
 
@@ -115,6 +116,10 @@ describe("pve-nat.service", () => {
     ["WantedBy", "multi-user.target"],
   ])("%s=%s", (key, value) => {
     expect(one(key)).toBe(value);
+  });
+
+  it("runs the daemon with two malloc arenas, as the bench starts it (issue 10)", () => {
+    expect(unitEnvironment(unit)).toEqual({ MALLOC_ARENA_MAX: "2" });
   });
 
   it("keeps the capabilities netfilter needs", () => {
