@@ -7,9 +7,11 @@
 //    guests in one process.
 // Namespaces, devices and traffic are test/e2e/harness.ts's business, not this file's.
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, symlink, unlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, symlink, unlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { rooted } from "../../src/paths.js";
 import { type Background, inNetns, run, spawnBackground, waitFor } from "./exec.js";
 
 export const NODE_NAME = "pve1";
@@ -78,6 +80,15 @@ export function configPath(root: string): string {
  * local, qemu-server and lxc links pmxcfs shows), /etc/pve-nat, /var/run/qemu-server and /run,
  * then the files of spec.
  */
+/** A fresh temporary root (pushed on `roots` for the caller's cleanup), its path mapper and
+ *  the NodePaths a node source or loadNode takes for it. */
+export async function tempRoot(prefix: string, roots: string[]) {
+  const root = await mkdtemp(path.join(tmpdir(), prefix));
+  roots.push(root);
+  const at = (abs: string) => rooted(root, abs);
+  return { root, path: at, paths: { path: at, configPath: at("/etc/pve-nat/pve-nat.conf") } };
+}
+
 export async function writeNode(spec: NodeSpec): Promise<NodeTree> {
   const { root } = spec;
   const node = spec.node ?? NODE_NAME;

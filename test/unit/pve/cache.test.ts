@@ -2,12 +2,10 @@
 // random file edits (also same-size rewrites that keep the mtime, unreadable files, a VMID in
 // both directories, another node name, a qemu guest that starts and stops), and after each edit
 // a refresh — of the touched guest only when only its files changed — compared with loadNode.
-import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
-import { rooted } from "../../../src/paths.js";
 import {
   createNodeSource,
   HOST_PORTS_EVERY_MS,
@@ -16,7 +14,7 @@ import {
 import { loadNode } from "../../../src/pve/node.js";
 import type { Background } from "../../helpers/exec.js";
 import { prng } from "../../helpers/nodegen.js";
-import { startGuest, writeNode } from "../../helpers/simnode.js";
+import { startGuest, tempRoot, writeNode } from "../../helpers/simnode.js";
 
 const children: Background[] = [];
 const roots: string[] = [];
@@ -43,10 +41,7 @@ function fwText(r: () => number, vmid: number): string {
 
 /** A simulated node with one LXC guest (105) and no .fw, in a temporary root. */
 async function oneGuestNode() {
-  const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
-  roots.push(root);
-  const path = (abs: string) => rooted(root, abs);
-  const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+  const { root, path, paths } = await tempRoot("pvenat-cache-", roots);
   await writeNode({
     root,
     config: "node = pve1\npublic_address = 203.0.113.10\n",
@@ -60,10 +55,7 @@ describe("cached node source", () => {
     "reads what loadNode reads after every edit (seed %i)",
     async (seed) => {
       const r = prng(seed);
-      const root = await mkdtemp(join(tmpdir(), "pvenat-cache-"));
-      roots.push(root);
-      const path = (abs: string) => rooted(root, abs);
-      const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+      const { root, path, paths } = await tempRoot("pvenat-cache-", roots);
       const put = async (abs: string, text: string) => {
         await mkdir(dirname(path(abs)), { recursive: true });
         await rm(path(abs), { recursive: true, force: true });

@@ -1,15 +1,12 @@
 // pmxcfs's .vmlist as the node source's change counter for guest configs (issue 10): the parser,
 // and a source that trusts it — a config whose .vmlist version did not move is not re-stat'ed,
 // one whose version moved is, firewall/*.fw always are, and without .vmlist nothing changes.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm, writeFile } from "node:fs/promises";
 import { afterAll, describe, expect, it } from "vitest";
-import { rooted } from "../../../src/paths.js";
 import { createNodeSource } from "../../../src/pve/cache.js";
 import { loadNode } from "../../../src/pve/node.js";
 import { parseVmlist, vmlistVersion } from "../../../src/pve/vmlist.js";
-import { vmlistText, writeNode } from "../../helpers/simnode.js";
+import { tempRoot, vmlistText, writeNode } from "../../helpers/simnode.js";
 
 const roots: string[] = [];
 afterAll(async () => {
@@ -50,10 +47,7 @@ describe("node source with .vmlist", () => {
     `[OPTIONS]\n\nenable: 1\n\n[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:${port}\n`;
 
   async function node() {
-    const root = await mkdtemp(join(tmpdir(), "pvenat-vmlist-"));
-    roots.push(root);
-    const path = (abs: string) => rooted(root, abs);
-    const paths = { path, configPath: path("/etc/pve-nat/pve-nat.conf") };
+    const { root, path, paths } = await tempRoot("pvenat-vmlist-", roots);
     await writeNode({
       root,
       config: "node = pve1\npublic_address = 203.0.113.10\n",
