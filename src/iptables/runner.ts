@@ -1,9 +1,11 @@
 // The only module that runs iptables (through exec.ts). Everything pve-nat writes goes through one
-// `iptables-restore --noflush` per change (atomic per table); reads are `iptables-save`.
+// `iptables-restore --noflush` per change (atomic per table); reads are `iptables-save` (nf_tables
+// without counters: `iptables -S`, given back in iptables-save's form).
 
 import { CommandError } from "../errors.js";
 import { run as exec } from "../exec.js";
 import type { Config } from "../model.js";
+import { specToSave } from "./save.js";
 
 export type Backend = "nft" | "legacy";
 
@@ -12,6 +14,7 @@ export interface Runner {
   /** Why auto mode picked the backend Debian's alternatives do not select; else undefined. */
   warning?: string | undefined;
   restore(payload: string): Promise<void>;
+  /** The table as `iptables-save -t <table> [-c]` prints it. */
   save(table: "nat" | "raw", counters?: boolean): Promise<string>;
 }
 
@@ -60,6 +63,13 @@ export function runnerFor(backend: Backend, warning?: string): Runner {
       await run(`iptables-${backend}-restore`, ["--noflush", "-w", LOCK_WAIT_S], payload);
     },
     save(table, counters = false) {
+      // iptables-nft-save fetches the whole ruleset whatever -t says (every table's rules,
+      // pve-firewall's filter table too), `iptables-nft -t <table> -S` only that table's: at 1000
+      // guests the drift check's raw read took 0.15 s of CPU for two rules, the nat read as long
+      // as a save of everything. The rule lines are the same; legacy -S would take the xtables
+      // lock, and -S has no save-style counters (-c), so those stay saves.
+      if (backend === "nft" && !counters)
+        return run("iptables-nft", ["-t", table, "-S"]).then((t) => specToSave(table, t));
       return run(`iptables-${backend}-save`, ["-t", table, ...(counters ? ["-c"] : [])]);
     },
   };

@@ -32,6 +32,36 @@ const COUNTERS = /^\[(\d+):(\d+)\] (.*)$/;
 const DECLARE = /^:(\S+) /;
 const APPEND = /^-A (\S+) /;
 
+/** `iptables -t <table> -S` output as `iptables-save -t <table>` prints it (without counters):
+ *  `-P CHAIN POLICY` → `:CHAIN POLICY [0:0]`, `-N CHAIN` → `:CHAIN - [0:0]`; rule lines are
+ *  printed by the same code in both and pass unchanged. */
+export function specToSave(table: "nat" | "raw", text: string): string {
+  // -S prints the policies and chains before the rules: only that head is rewritten, the rules
+  // (nearly all of the text) are passed on as one piece.
+  const at = text.startsWith("-A ") ? 0 : text.indexOf("\n-A ") + 1 || text.length;
+  let head = text.slice(0, at).split("\n");
+  let body = text.slice(at);
+  const declares = (l: string) => l.startsWith("-P ") || l.startsWith("-N ");
+  if (body.includes("\n-P ") || body.includes("\n-N ")) {
+    // Not the order iptables prints: declarations first all the same.
+    const lines = text.split("\n").filter((l) => l !== "");
+    head = lines.filter(declares);
+    body = lines
+      .filter((l) => !declares(l))
+      .map((l) => `${l}\n`)
+      .join("");
+  }
+  let out = `*${table}\n`;
+  for (const line of head) {
+    if (line.startsWith("-P ")) {
+      const [, chain, policy] = line.split(" ");
+      out += `:${chain} ${policy} [0:0]\n`;
+    } else if (line.startsWith("-N ")) out += `:${line.slice(3)} - [0:0]\n`;
+  }
+  if (body !== "" && !body.endsWith("\n")) body += "\n";
+  return `${out}${body}COMMIT\n`;
+}
+
 export function emptyLive(): LiveState {
   return { chains: new Map(), jumps: [], counters: new Map() };
 }

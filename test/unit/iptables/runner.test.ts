@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendOfVersion } from "../../../src/iptables/runner.js";
+import { parseSave } from "../../../src/iptables/save.js";
 
 const ns = `pvenat-runner-${randomBytes(3).toString("hex")}`;
 let dir: string;
@@ -79,6 +80,38 @@ describe("iptables runner (in a fresh namespace)", () => {
     );
     const withCounters = inNs([mode, "save", "nat", "-c"]);
     expect(withCounters.save).toContain("[0:0] -A PVENAT-TEST -p tcp");
+  });
+
+  it("nft: a save without counters lists that table only (-S), and parses as iptables-nft-save's", () => {
+    sh(
+      "iptables-nft-restore",
+      ["--noflush"],
+      [
+        "*nat",
+        ":PVENAT-PREROUTING - [0:0]",
+        ":PVENAT-107-DNAT - [0:0]",
+        "-A PREROUTING -j PVENAT-PREROUTING",
+        "-A PVENAT-PREROUTING -i vmbr0 -j PVENAT-107-DNAT",
+        '-A PVENAT-107-DNAT -d 203.0.113.10/32 -p tcp -m tcp --dport 822 -m comment --comment "pve-nat vm107 firewall/107.fw:4" -j DNAT --to-destination 10.10.10.107:22',
+        "COMMIT",
+        "*raw",
+        ":PVENAT-RAW - [0:0]",
+        "-A PREROUTING -j PVENAT-RAW",
+        "-A PVENAT-RAW -i fwbr+ -j CT --zone 1",
+        "COMMIT",
+        "",
+      ].join("\n"),
+    );
+    const nat = String(inNs(["nft", "save", "nat"]).save);
+    const raw = String(inNs(["nft", "save", "raw"]).save);
+    // iptables-nft-save would fetch every table's rules; -S prints no "# Generated" line.
+    expect(`${nat}${raw}`).not.toContain("# Generated");
+    const live = parseSave(nat, raw);
+    expect(live).toEqual(
+      parseSave(sh("iptables-nft-save", ["-t", "nat"]), sh("iptables-nft-save", ["-t", "raw"])),
+    );
+    expect(live.chains.get("PVENAT-RAW")).toEqual(["-A PVENAT-RAW -i fwbr+ -j CT --zone 1"]);
+    expect(live.jumps).toHaveLength(2);
   });
 
   it("a rejected payload throws CommandError carrying stderr and the exit code", () => {
