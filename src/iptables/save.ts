@@ -62,6 +62,66 @@ export function specToSave(table: "nat" | "raw", text: string): string {
   return `${out}${body}COMMIT\n`;
 }
 
+/** Whether two saves of one table (without -c) hold the same chains and rules, so parseSave
+ *  would give the same state: the comment lines around the table (time stamps) and the
+ *  builtin chains' counters may differ. Anything else that differs, or an unexpected shape,
+ *  counts as different (the caller then parses). */
+export function sameSave(a: string, b: string): boolean {
+  if (a === b) return true;
+  let i = tableStart(a);
+  let j = tableStart(b);
+  if (i < 0 || j < 0) return false;
+  // The `*table` line, then its chain declarations: the name and policy must match.
+  const ei = lineEnd(a, i);
+  const ej = lineEnd(b, j);
+  if (a.slice(i, ei) !== b.slice(j, ej)) return false;
+  i = ei + 1;
+  j = ej + 1;
+  while (a.charCodeAt(i) === 58 /* : */ && b.charCodeAt(j) === 58) {
+    const ei = lineEnd(a, i);
+    const ej = lineEnd(b, j);
+    if (declaration(a, i, ei) !== declaration(b, j, ej)) return false;
+    i = ei + 1;
+    j = ej + 1;
+  }
+  // The rules up to the last COMMIT, after which only comment lines may follow.
+  const ea = tableEnd(a);
+  const eb = tableEnd(b);
+  if (ea < i - 1 || eb < j - 1) return false;
+  return a.slice(i, ea) === b.slice(j, eb);
+}
+
+/** Offset after the table's last `COMMIT`, -1 when there is none or more than comments
+ *  follow it. */
+function tableEnd(t: string): number {
+  const c = t.lastIndexOf("\nCOMMIT");
+  if (c < 0) return -1;
+  const end = c + "\nCOMMIT".length;
+  const rest = t.slice(end).split("\n");
+  return rest.every((l) => l === "" || l.startsWith("#")) ? end : -1;
+}
+
+/** Offset of the `*table` line: after the leading comment lines, -1 when there is none. */
+function tableStart(t: string): number {
+  let i = 0;
+  while (t.charCodeAt(i) === 35 /* # */) {
+    i = t.indexOf("\n", i) + 1;
+    if (i === 0) return -1;
+  }
+  return t.charCodeAt(i) === 42 /* * */ ? i : -1;
+}
+
+function lineEnd(t: string, i: number): number {
+  const n = t.indexOf("\n", i);
+  return n < 0 ? t.length : n;
+}
+
+/** `:NAME POLICY` of a declaration line `:NAME POLICY [packets:bytes]`. */
+function declaration(t: string, i: number, end: number): string {
+  const c = t.lastIndexOf(" [", end);
+  return t.slice(i, c > i ? c : end);
+}
+
 export function emptyLive(): LiveState {
   return { chains: new Map(), jumps: [], counters: new Map() };
 }
