@@ -3,7 +3,7 @@
 // without counters: `iptables -S`, given back in iptables-save's form).
 
 import { CommandError } from "../errors.js";
-import { run as exec } from "../exec.js";
+import { createOutputMemo, run as exec, type OutputMemo } from "../exec.js";
 import type { Config } from "../model.js";
 import { specToSave } from "./save.js";
 
@@ -23,10 +23,16 @@ const LOCK_WAIT_S = "10";
 /** A hung iptables must not hang the daemon's queue forever. */
 const TIMEOUT_MS = 60_000;
 
-async function run(cmd: string, args: string[], input?: string): Promise<string> {
+async function run(
+  cmd: string,
+  args: string[],
+  input?: string,
+  memo?: OutputMemo,
+): Promise<string> {
   const r = await exec(cmd, args, {
     timeoutMs: TIMEOUT_MS,
     ...(input === undefined ? {} : { input }),
+    ...(memo === undefined ? {} : { memo }),
   });
   if (r.code !== 0) {
     const why = r.timedOut
@@ -56,6 +62,10 @@ async function hasPveFirewall(backend: Backend): Promise<boolean> {
 }
 
 export function runnerFor(backend: Backend, warning?: string): Runner {
+  // Per table the last `-S` output, kept in its save form: an unchanged table (every drift
+  // check on a quiet node) gives back the same string, which the applier recognises without
+  // parsing it again.
+  const spec = { nat: createOutputMemo(), raw: createOutputMemo() };
   return {
     backend,
     warning,
@@ -68,8 +78,15 @@ export function runnerFor(backend: Backend, warning?: string): Runner {
       // guests the drift check's raw read took 0.15 s of CPU for two rules, the nat read as long
       // as a save of everything. The rule lines are the same; legacy -S would take the xtables
       // lock, and -S has no save-style counters (-c), so those stay saves.
-      if (backend === "nft" && !counters)
-        return run("iptables-nft", ["-t", table, "-S"]).then((t) => specToSave(table, t));
+      if (backend === "nft" && !counters) {
+        const memo = spec[table];
+        return run("iptables-nft", ["-t", table, "-S"], undefined, memo).then((out) => {
+          // Unchanged: the memo gave back what was stored, already the save form.
+          if (out.startsWith("*")) return out;
+          memo.stdout = specToSave(table, out);
+          return memo.stdout;
+        });
+      }
       return run(`iptables-${backend}-save`, ["-t", table, ...(counters ? ["-c"] : [])]);
     },
   };

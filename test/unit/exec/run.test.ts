@@ -1,7 +1,7 @@
 // src/exec.ts: the one way external commands run. Never throws; exit code, output, timeouts
 // and spawn failures come back as values.
 import { describe, expect, it } from "vitest";
-import { run } from "../../../src/exec.js";
+import { createOutputMemo, run } from "../../../src/exec.js";
 
 describe("run", () => {
   it("returns the exit code and both outputs, with the input on stdin", async () => {
@@ -52,5 +52,25 @@ describe("run", () => {
   it("a command that ignores its input is still a normal exit", async () => {
     const r = await run("true", [], { input: "x".repeat(1_000_000) });
     expect(r.code).toBe(0);
+  });
+
+  it("with a memo: the same output gives back what the caller kept, a new one is decoded", async () => {
+    const memo = createOutputMemo();
+    const echo = (text: string) => run("printf", ["%s", text], { memo });
+    expect((await echo("table v1")).stdout).toBe("table v1");
+    expect(memo.stdout).toBe("table v1");
+    // What the caller made of it comes back while the command prints the same bytes.
+    memo.stdout = "parsed v1";
+    expect((await echo("table v1")).stdout).toBe("parsed v1");
+    expect((await echo("table v2")).stdout).toBe("table v2");
+    expect(memo.stdout).toBe("table v2");
+    // A failed run is its own output and leaves the memo alone.
+    const failed = await run("sh", ["-c", "printf 'table v2'; exit 1"], { memo });
+    expect(failed).toMatchObject({ code: 1, stdout: "table v2" });
+    memo.stdout = "parsed v2";
+    expect((await run("sh", ["-c", "printf 'table v3'; exit 1"], { memo })).stdout).toBe(
+      "table v3",
+    );
+    expect((await echo("table v2")).stdout).toBe("parsed v2");
   });
 });
