@@ -78,6 +78,29 @@ describe("parseSave", () => {
   it("empty input", () => {
     expect(parseSave("", "")).toEqual({ chains: new Map(), jumps: [], counters: new Map() });
   });
+
+  it("a chain's rules need not be printed together", () => {
+    const text = [
+      "*nat",
+      ":PVENAT-107-DNAT - [0:0]",
+      ":PVENAT-107-DNATX - [0:0]",
+      "-A PVENAT-107-DNAT -p tcp -j DNAT --to-destination 10.0.0.7:1",
+      "-A PVENAT-107-DNATX -p tcp -j DNAT --to-destination 10.0.0.7:2",
+      "-A PREROUTING -j PVENAT-PREROUTING",
+      "-A PVENAT-107-DNAT -p tcp -j DNAT --to-destination 10.0.0.7:3",
+      "COMMIT",
+    ].join("\n");
+    const live = parseSave(text, "");
+    expect(live.chains.get("PVENAT-107-DNAT")).toEqual([
+      "-A PVENAT-107-DNAT -p tcp -j DNAT --to-destination 10.0.0.7:1",
+      "-A PVENAT-107-DNAT -p tcp -j DNAT --to-destination 10.0.0.7:3",
+    ]);
+    // Not an owner chain name, however like one.
+    expect(live.chains.has("PVENAT-107-DNATX")).toBe(false);
+    expect(live.jumps).toEqual([
+      { table: "nat", chain: "PREROUTING", target: "PVENAT-PREROUTING", count: 1, atTop: true },
+    ]);
+  });
 });
 
 // `iptables-nft -t <table> -S` (runner.ts reads nf_tables this way: iptables-nft-save fetches
