@@ -87,6 +87,7 @@ export function goneForwards(
   after: NatPlan,
   owners: ReadonlySet<Owner>,
 ): ConntrackDelete[] {
+  if (owners.size === 0) return [];
   const mine = before.forwards.filter((f) => f.state === "active" && owners.has(ownerOf(f)));
   if (mine.length === 0) return [];
   const targets = new Set(mine.map((f) => f.private.address));
@@ -237,9 +238,11 @@ export function createApplier(deps: ApplierDeps): Applier {
       );
     }
     const rendered = request.owners;
-    const planned = new Set(newPlan.chains.map((c) => c.owner));
     const removedRules = new Map<Owner, number>();
-    for (const o of rendered) if (!planned.has(o)) removedRules.set(o, liveRules(current, o));
+    if (rendered.length > 0) {
+      const planned = new Set(newPlan.chains.map((c) => c.owner));
+      for (const o of rendered) if (!planned.has(o)) removedRules.set(o, liveRules(current, o));
+    }
 
     const sync = renderSync(request, memo);
     let tRestored = tRead;

@@ -55,6 +55,9 @@ export function report(
   ts: string,
 ): void {
   const { plan, previous, rendered, ms, full } = r;
+  // Nothing rewritten and the same plan (an idle drift check): no event, no conflict that is
+  // new, no log line; skips walking every forward twice.
+  if (rendered.length === 0 && plan === previous && !full) return;
   const byOwner = new Map(plan.chains.map((c) => [c.owner, c]));
   const many = rendered.length > 20;
   const say = many ? log.debug.bind(log) : log.info.bind(log);
