@@ -122,6 +122,25 @@ describe("learned-address sources under --root", () => {
     expect(forward(s)).toBe("10.10.10.70 neighbour");
   });
 
+  it("a config that drops its static address has the next poll ask the neighbour table", async () => {
+    const { root, put } = await node();
+    const conf = "/etc/pve/nodes/pve1/lxc/107.conf";
+    const net0 = `net0: name=eth0,bridge=vmbr1,hwaddr=${MAC},type=veth`;
+    await put(conf, `hostname: web\n${net0},ip=10.10.10.9/24\n`);
+    const neigh = { text: null as string | null, calls: 0 };
+    const s = sourceFor(root, neigh);
+    await s.refresh({ all: true });
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(0);
+    await put(conf, `hostname: web\n${net0},ip=dhcp\n`);
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(1);
+    await put(conf, `hostname: web\n${net0},ip=10.10.10.9/24\n`);
+    await s.refresh({ all: true });
+    await s.refresh({ all: true });
+    expect(neigh.calls).toBe(1);
+  });
+
   it("the fingerprint changes with a lease and stays while nothing changes", async () => {
     const { root, put } = await node();
     const neigh = { text: null as string | null, calls: 0 };
