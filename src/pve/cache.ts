@@ -42,7 +42,7 @@ import { learnedAddress, staticAddress } from "../nat/learn.js";
 import { PVE_DIR } from "../paths.js";
 import { type AgentCache, createAgentCache } from "./agent.js";
 import { parseGuestConf } from "./guestconf.js";
-import { interfaceIPv4Reader, listeningPorts, sameHostPorts } from "./host.js";
+import { listeningPorts, routedIPv4Reader, sameHostPorts } from "./host.js";
 import {
   emptyFacts,
   parseEthers,
@@ -263,7 +263,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let sockets: Set<string> = new Set();
   const qemuRuns = new Map<number, boolean>();
   let autoAddress: { iface: string; address: string | null } | null = null;
-  const interfaceIPv4 = interfaceIPv4Reader();
+  const interfaceIPv4 = routedIPv4Reader();
   let hostPorts: HostPorts = { any: [], at: {} };
   let hostPortsAt: number | null = null;
   let parsedConfig: {

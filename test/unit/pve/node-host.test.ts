@@ -3,6 +3,7 @@ import {
   decodeProcAddress,
   interfaceIPv4Reader,
   parseListening,
+  routedIPv4Reader,
   sameHostPorts,
 } from "../../../src/pve/host.js";
 
@@ -120,5 +121,48 @@ describe("interfaceIPv4Reader (the daemon's poller)", () => {
     listed = false;
     expect(await read("vmbr0")).toBe("203.0.113.99");
     expect(asks).toBe(2);
+  });
+});
+
+describe("routedIPv4Reader (getifaddrs only when the routing changed)", () => {
+  it("asks again when /proc/net/fib_trie reads differently, or after everyMs", async () => {
+    let t = 0;
+    let fib: string | null = "Main: 203.0.113.10";
+    let address = "203.0.113.10";
+    const asked: string[] = [];
+    const read = routedIPv4Reader({
+      everyMs: 60_000,
+      now: () => t,
+      fib: () => fib,
+      read: async (iface) => {
+        asked.push(iface);
+        return address;
+      },
+    });
+    expect(await read("vmbr0")).toBe("203.0.113.10");
+    t = 59_999;
+    address = "203.0.113.11";
+    expect(await read("vmbr0")).toBe("203.0.113.10");
+    expect(asked).toHaveLength(1);
+    // A DHCP lease moved the address: the routing reads differently at once.
+    fib = "Main: 203.0.113.11";
+    expect(await read("vmbr0")).toBe("203.0.113.11");
+    expect(asked).toHaveLength(2);
+    // Unchanged routing, but everyMs since the last lookup.
+    address = "198.51.100.7";
+    t = 59_999 + 60_000;
+    expect(await read("vmbr0")).toBe("198.51.100.7");
+    // Another interface, or no fib_trie at all: asked every time.
+    expect(await read("vmbr9")).toBe("198.51.100.7");
+    fib = null;
+    expect(await read("vmbr9")).toBe("198.51.100.7");
+    expect(await read("vmbr9")).toBe("198.51.100.7");
+    expect(asked).toEqual(["vmbr0", "vmbr0", "vmbr0", "vmbr9", "vmbr9", "vmbr9"]);
+  });
+
+  it("on this host: lo's address, read through the routing table's check", async () => {
+    const read = routedIPv4Reader();
+    expect(await read("lo")).toBe("127.0.0.1");
+    expect(await read("lo")).toBe("127.0.0.1");
   });
 });
