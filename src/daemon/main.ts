@@ -24,7 +24,13 @@ import { createLifecycle } from "./lifecycle.js";
 import { createTrimmer } from "./memory.js";
 import { createMetricsWriter, type MetricsWriter } from "./metrics.js";
 import { planLoader } from "./plan.js";
-import { ensureIpForward, fwbrDevices, realProcFs, setArpIgnore } from "./prereq.js";
+import {
+  createArpKeeper,
+  ensureIpForward,
+  fwbrDevices,
+  realProcFs,
+  setArpIgnore,
+} from "./prereq.js";
 import { createPresencePublisher } from "./presence.js";
 import { createWatcher } from "./watcher.js";
 
@@ -185,6 +191,16 @@ export async function runDaemon(ctx: Context): Promise<void> {
         await setArpIgnore(await fwbrDevices(realProcFs, vmid), 1, realProcFs, log);
     },
   });
+  const arp = createArpKeeper({
+    fs: realProcFs,
+    log,
+    clock,
+    wanted: () => {
+      const s = applier.state();
+      return !s.paused && s.plan?.entry.zoneFix === true;
+    },
+    verifyMs: config.driftIntervalMs,
+  });
   const watcher = createWatcher({
     fingerprint: async () => {
       await source.refresh({ all: true });
@@ -198,7 +214,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
         log.debug({ err: errText(err) }, "watcher apply failed");
       });
     },
-    afterPass: () => arpAll(applier, log),
+    afterPass: (change) => arp.afterPass(change !== null),
     clock,
     intervalMs: config.pollIntervalMs,
     log,

@@ -41,8 +41,9 @@ export function changeOf(keys: readonly string[]): Change {
 export interface WatcherDeps {
   fingerprint(): Promise<Map<string, string>>;
   onChange(change: Change): void;
-  /** Runs after every pass (e.g. ARP setting on new fwbr devices); errors are logged. */
-  afterPass?(): Promise<void>;
+  /** Runs after every pass with what it reported (e.g. ARP setting on new fwbr devices);
+   *  errors are logged. */
+  afterPass?(change: Change | null): Promise<void>;
   clock: Clock;
   intervalMs: number;
   log: Logger;
@@ -80,7 +81,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
       );
     }
     if (deps.afterPass) {
-      await deps.afterPass().catch((err: unknown) => {
+      await deps.afterPass(change).catch((err: unknown) => {
         deps.log.warn(
           { err: err instanceof Error ? err.message : String(err) },
           "watcher: after-pass task failed",
