@@ -38,6 +38,8 @@ export function createPresencePublisher(deps: {
   let stopped = false;
   let writing: Promise<void> | null = null;
   let warned = false;
+  /** start() ran: from then on a changed summary is written. */
+  let begun = false;
 
   // Asked after every cycle, the drift check's too: a plan is immutable and an unchanged node
   // keeps the same one, whose summary (≈ 30 ms at 1000 guests) is not built again.
@@ -97,12 +99,16 @@ export function createPresencePublisher(deps: {
 
   return {
     async start(plan) {
+      begun = true;
       latest = plan;
       await write(plan);
     },
     update(plan) {
       latest = plan;
-      schedule();
+      // The daemon's initial sync reports its cycle before start(): a write scheduled then ran
+      // alongside start's, both through the same temporary file, and one rename failed
+      // ("cannot write the presence file", ENOENT) at every daemon start.
+      if (begun) schedule();
     },
     stop() {
       stopped = true;

@@ -174,6 +174,19 @@ describe("the daemon's publisher", () => {
     pub.stop();
   });
 
+  it("a cycle reported before start (the initial sync) writes nothing of its own", async () => {
+    const { clock, writes, pub } = setup();
+    pub.update(makePlan([{ vmid: 107, port: 822 }]));
+    clock.advance(0);
+    await settle();
+    expect(writes).toHaveLength(0);
+    await pub.start(makePlan([{ vmid: 107, port: 822 }]));
+    clock.advance(20_000);
+    await settle();
+    expect(writes).toHaveLength(1);
+    pub.stop();
+  });
+
   it("a failed write (read-only /etc/pve without quorum) is retried at the next change", async () => {
     const { clock, writes, pub, setFail } = setup(1000);
     setFail(true);
