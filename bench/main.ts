@@ -98,6 +98,7 @@ function runsFor(quick: boolean): Runs {
         editBudgetMs: 5_000,
         seedReps: { "10": 2, "100": 1 },
         idleSeconds: 10,
+        settleSeconds: 5,
         fsSeconds: 5,
       }
     : {
@@ -109,6 +110,7 @@ function runsFor(quick: boolean): Runs {
         editBudgetMs: 30_000,
         seedReps: { "10": 5, "100": 3 },
         idleSeconds: 30,
+        settleSeconds: 35,
         fsSeconds: 10,
       };
 }
