@@ -20,7 +20,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundle } from "../scripts/bundle.mjs";
 import { requiredSymbolVersions, SEA_FUSE, unmetRequirements, ZEROMQ_ADDON } from "./lib.mjs";
-import { compilePagedrop } from "./pagedrop.mjs";
+import { compileNative } from "./native.mjs";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const here = path.join(repo, "packaging");
@@ -54,7 +54,7 @@ function assertRunsOnTarget(file) {
   if (unmet.length > 0) throw new Error(`${file} does not load on Debian 12: ${unmet.join(", ")}`);
 }
 
-// 1. The addons to embed (zeromq's, and pagedrop compiled here), and the Node binary they will
+// 1. The addons to embed (zeromq's, and pve-nat's own compiled here), and the Node binary they will
 // run in.
 function prepareInputs() {
   const addon = path.join(repo, ZEROMQ_ADDON);
@@ -70,10 +70,10 @@ function prepareInputs() {
   copyFileSync(nodeBin, node);
   chmodSync(node, 0o755);
   run("strip", ["--strip-all", "--remove-section=.comment", "--remove-section=.note", node]);
-  const pagedrop = path.join(work, "pagedrop.node");
-  compilePagedrop({ repo, out: pagedrop });
-  assertRunsOnTarget(pagedrop);
-  return { addon, pagedrop, node };
+  const native = path.join(work, "pve-nat.node");
+  compileNative({ repo, out: native });
+  assertRunsOnTarget(native);
+  return { addon, native, node };
 }
 
 /** V8 heap settings for the executable (issue 10), measured on the daemon at 10 and 1000
@@ -92,13 +92,13 @@ const V8_FLAGS = process.env.PVE_NAT_V8_FLAGS
   : ["--max-semi-space-size=1"];
 
 // 2–4. Bundle → SEA blob (with the addon as an asset) → inject into the stripped Node.
-async function buildExecutable({ addon, pagedrop, node }) {
+async function buildExecutable({ addon, native, node }) {
   const embedded = (file) => ({ sha256: sha256(file), size: statSync(file).size });
   const script = path.join(work, "pve-nat.cjs");
   const { metafile } = await bundle({
     entry,
     outfile: script,
-    sea: { zeromq: embedded(addon), pagedrop: embedded(pagedrop) },
+    sea: { zeromq: embedded(addon), native: embedded(native) },
   });
   // What went into the bundle: deb.mjs lists the embedded npm packages' licenses from it.
   writeFileSync(path.join(work, "meta.json"), JSON.stringify(metafile));
@@ -117,7 +117,7 @@ async function buildExecutable({ addon, pagedrop, node }) {
     // Node options every start carries (Node ≥ 24.6 reads them from the blob; the daemon and
     // each hook process alike). See V8_FLAGS.
     execArgv: V8_FLAGS,
-    assets: { "zeromq.node": addon, "pagedrop.node": pagedrop },
+    assets: { "zeromq.node": addon, "pve-nat.node": native },
   };
   const configFile = path.join(work, "sea-config.json");
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
@@ -153,7 +153,11 @@ function smokeTest(exe) {
     const version = run(exe, ["--version"], { cwd: scratch, env }).trim();
     if (version !== pkg.version) throw new Error(`--version printed "${version}"`);
     const selfTest = JSON.parse(run(exe, ["self-test"], { cwd: scratch, env }));
-    if (selfTest.addon?.kind !== "embedded" || !(selfTest.pagedropBytes > 0))
+    if (
+      selfTest.addon?.kind !== "embedded" ||
+      !(selfTest.pagedropBytes > 0) ||
+      selfTest.statMany !== true
+    )
       throw new Error(`self-test: ${JSON.stringify(selfTest)}`);
   } finally {
     rmSync(scratch, { recursive: true, force: true });

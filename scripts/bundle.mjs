@@ -24,7 +24,7 @@ const zeromqAddonLoader = {
 
 /**
  * @typedef {{ sha256: string; size: number }} Embedded
- * @param {{ entry?: string; outfile?: string; sea?: { zeromq: Embedded; pagedrop: Embedded } }} [opts]
+ * @param {{ entry?: string; outfile?: string; sea?: { zeromq: Embedded; native: Embedded } }} [opts]
  *   sea: hash and size of each addon embedded as an asset (packaging/build.mjs).
  */
 export async function bundle(opts = {}) {
@@ -33,7 +33,7 @@ export async function bundle(opts = {}) {
   if (sea) {
     for (const [name, a] of [
       ["ADDON", sea.zeromq],
-      ["PAGEDROP", sea.pagedrop],
+      ["NATIVE", sea.native],
     ]) {
       define[`process.env.PVE_NAT_${name}_SHA256`] = JSON.stringify(a.sha256);
       define[`process.env.PVE_NAT_${name}_SIZE`] = JSON.stringify(String(a.size));

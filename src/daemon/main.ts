@@ -9,7 +9,7 @@ import { type Backend, createRunner, detectBackend, runnerFor } from "../iptable
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config, NodeInput } from "../model.js";
-import { loadPageDrop } from "../native/addon.js";
+import { loadNative } from "../native/addon.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
@@ -71,13 +71,16 @@ async function arpAll(applier: Applier, log: Logger): Promise<void> {
   await setArpIgnore(await fwbrDevices(realProcFs), 1, realProcFs, log);
 }
 
-/** Page trimming is an optimisation: a host where the addon cannot be written or mapped
- *  (a read-only /var/lib, noexec) runs the daemon without it. */
-function loadPageDropQuiet(log: Logger): ReturnType<typeof loadPageDrop> {
+/** The addon is an optimisation (page trimming, batch stat): a host where it cannot be
+ *  written or mapped (a read-only /var/lib, noexec) runs the daemon without it. */
+function loadNativeQuiet(log: Logger): ReturnType<typeof loadNative> {
   try {
-    return loadPageDrop();
+    return loadNative();
   } catch (err) {
-    log.warn({ err: errText(err) }, "page trimming unavailable; the daemon keeps its pages");
+    log.warn(
+      { err: errText(err) },
+      "native addon unavailable; the daemon keeps its pages and stats with fs.statSync",
+    );
     return null;
   }
 }
@@ -139,11 +142,16 @@ export async function runDaemon(ctx: Context): Promise<void> {
     log,
   });
   // Only the single executable carries the addon; elsewhere the daemon keeps its pages.
-  const pagedrop = loadPageDropQuiet(log);
-  const trimmer = pagedrop ? createTrimmer({ drop: () => pagedrop.drop(), clock, log }) : null;
+  const native = loadNativeQuiet(log);
+  const trimmer = native ? createTrimmer({ drop: () => native.drop(), clock, log }) : null;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
-  const source = createNodeSource(paths, { agent: createAgentCache({ log }) });
+  const source = createNodeSource(paths, {
+    agent: createAgentCache({ log }),
+    ...(native
+      ? { statMany: (p: readonly string[], out: Float64Array) => native.statMany(p, out) }
+      : {}),
+  });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   let lastInput: NodeInput | null = null;
   const applier = createApplier({
@@ -268,7 +276,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
 
   // Loading the program touched most of the executable; the reconcile needs a part of it.
   // Given back now, the reconcile's pages and its heap are not resident at the same time.
-  pagedrop?.drop();
+  native?.drop();
   const t0 = clock.now();
   try {
     const r = await applier.apply({ full: true });

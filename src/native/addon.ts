@@ -1,4 +1,4 @@
-// Loads the native addons: zeromq's, and pagedrop (the daemon's page trimming). In the single
+// Loads the native addons: zeromq's, and pve-nat's own (src/native/*.c). In the single
 // executable (Node SEA) each is an embedded asset: it is written once to a private directory
 // (extract.ts) and mapped with process.dlopen. Anywhere else (tests, `node dist/pve-nat.cjs`)
 // zeromq's own loader finds its addon in node_modules. See packaging/README.md for why.
@@ -11,14 +11,14 @@ import { addonDir, type ExtractResult, extractAddon } from "./extract.js";
 
 /** Names of the assets in packaging/sea-config (written by packaging/build.mjs). */
 export const ADDON_ASSET = "zeromq.node";
-export const PAGEDROP_ASSET = "pagedrop.node";
+export const NATIVE_ASSET = "pve-nat.node";
 
 /** Filled in by the SEA bundle (esbuild `define`); undefined in any other build. */
 const EMBEDDED = {
   [ADDON_ASSET]: { sha256: process.env.PVE_NAT_ADDON_SHA256, size: process.env.PVE_NAT_ADDON_SIZE },
-  [PAGEDROP_ASSET]: {
-    sha256: process.env.PVE_NAT_PAGEDROP_SHA256,
-    size: process.env.PVE_NAT_PAGEDROP_SIZE,
+  [NATIVE_ASSET]: {
+    sha256: process.env.PVE_NAT_NATIVE_SHA256,
+    size: process.env.PVE_NAT_NATIVE_SIZE,
   },
 };
 
@@ -46,18 +46,22 @@ export function loadZmqAddon(): unknown {
   return (req("zeromq/lib/load-addon.js") as { default: unknown }).default;
 }
 
-/** src/native/pagedrop.c: `drop()` gives back the resident pages of the executable's clean
- *  read-only mappings and returns the bytes released (-1: smaps unreadable). Only the single
- *  executable carries it (packaging/build.mjs compiles it); anywhere else this is null, and
- *  the daemon simply keeps its pages. */
-export interface PageDrop {
+/** pve-nat's own addon (src/native/module.c). Only the single executable carries it
+ *  (packaging/build.mjs compiles it); anywhere else loadNative() gives null and the daemon does
+ *  without: it keeps its pages, and stats with fs.statSync. */
+export interface Native {
+  /** pagedrop.c: gives back the resident pages of the executable's clean read-only mappings;
+   *  the bytes released (-1: smaps unreadable). */
   drop(): number;
+  /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of paths[i] (as fs.Stats has
+   *  them); out[4i] = -errno when the stat failed. */
+  statMany(paths: readonly string[], out: Float64Array): void;
 }
 
-export function loadPageDrop(): PageDrop | null {
+export function loadNative(): Native | null {
   if (!isSea()) return null;
-  const { exports } = loadEmbedded(PAGEDROP_ASSET);
-  return exports as PageDrop;
+  const { exports } = loadEmbedded(NATIVE_ASSET);
+  return exports as Native;
 }
 
 function loadEmbedded(asset: keyof typeof EMBEDDED): AddonOrigin & { exports: unknown } {

@@ -79,7 +79,7 @@ export interface AddonPayload {
 }
 
 /** Makes `<dir>/<sha256>.node` hold the payload. Safe to call from many processes at once.
- *  `keep`: the hashes of every addon this executable embeds (zeromq's and pagedrop), which
+ *  `keep`: the hashes of every addon this executable embeds (zeromq's and pve-nat's own), which
  *  share the directory; copies of any other hash are an older version's. */
 export function extractAddon(
   addon: AddonPayload,

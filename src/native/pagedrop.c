@@ -15,11 +15,10 @@
  * linker's relocations under RELRO); dropping those would bring back the file's unrelocated
  * bytes. smaps's "Anonymous:" counts exactly those pages, so a mapping with any is left alone.
  *
- * Built by packaging/build.mjs against Node-API (node-api-headers), so one build loads in any
- * Node ≥ 20; embedded in the single executable like the zeromq addon (src/native/addon.ts).
+ * Part of pve-nat's own addon (src/native/module.c).
  */
 #define _GNU_SOURCE
-#include <node_api.h>
+#include "native.h"
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -73,7 +72,7 @@ static int collect(void) {
 }
 
 /* drop() → resident bytes released from this process's page tables, or -1 (smaps unreadable). */
-static napi_value Drop(napi_env env, napi_callback_info info) {
+napi_value Drop(napi_env env, napi_callback_info info) {
   (void)info;
   double released = -1;
   int n = collect();
@@ -87,11 +86,4 @@ static napi_value Drop(napi_env env, napi_callback_info info) {
   napi_value result;
   if (napi_create_double(env, released, &result) != napi_ok) return NULL;
   return result;
-}
-
-NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "drop", NAPI_AUTO_LENGTH, Drop, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "drop", fn) != napi_ok) return NULL;
-  return exports;
 }

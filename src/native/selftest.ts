@@ -1,11 +1,12 @@
 // `pve-nat self-test` (hidden): proves that this executable can load its zeromq addon and carry
-// a message over ipc://, and that its page trimming works, without a daemon. Used by the package tests and by support ("does
+// a message over ipc://, and that its own addon works (page trimming, batch stat), without a daemon. Used by the package tests and by support ("does
 // the binary work on this host?"). It imports zeromq itself because it tests the loader.
+import { statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Command } from "commander";
-import { addonOrigin, loadPageDrop } from "./addon.js";
+import { addonOrigin, loadNative, type Native } from "./addon.js";
 
 export interface SelfTestResult {
   zeromq: string;
@@ -14,6 +15,22 @@ export interface SelfTestResult {
   /** Resident bytes the page trimming gave back in this process; null without the addon
    *  (anywhere but the single executable). */
   pagedropBytes: number | null;
+  /** statMany agrees with fs.statSync on a file that exists and one that does not; null
+   *  without the addon. */
+  statMany: boolean | null;
+}
+
+function statManyAgrees(native: Native, dir: string): boolean {
+  const out = new Float64Array(8);
+  native.statMany([dir, path.join(dir, "absent")], out);
+  const st = statSync(dir);
+  return (
+    out[0] === st.ino &&
+    out[1] === st.size &&
+    out[2] === st.mtimeMs &&
+    out[3] === st.ctimeMs &&
+    out[4] === -(os.constants.errno.ENOENT as number)
+  );
 }
 
 export async function selfTest(): Promise<SelfTestResult> {
@@ -34,12 +51,13 @@ export async function selfTest(): Promise<SelfTestResult> {
     const [answer] = await req.receive();
     const roundTripMs = performance.now() - t0;
     if (answer?.toString() !== "pong:ping") throw new Error(`unexpected answer ${String(answer)}`);
-    const pagedrop = loadPageDrop();
+    const native = loadNative();
     return {
       zeromq: zmq.version,
       addon: addonOrigin(),
       roundTripMs,
-      pagedropBytes: pagedrop ? pagedrop.drop() : null,
+      pagedropBytes: native ? native.drop() : null,
+      statMany: native ? statManyAgrees(native, dir) : null,
     };
   } finally {
     req.close();

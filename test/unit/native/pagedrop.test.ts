@@ -1,12 +1,12 @@
-// src/native/pagedrop.c, compiled as the package build compiles it and loaded into a plain node
-// process (the daemon loads the same file from its single executable).
+// src/native/pagedrop.c (in pve-nat's own addon), compiled as the package build compiles it and
+// loaded into a plain node process (the daemon loads the same file from its single executable).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: plain ESM build script without type declarations
-import { compilePagedrop } from "../../../packaging/pagedrop.mjs";
+import { compileNative } from "../../../packaging/native.mjs";
 
 const repo = path.resolve(import.meta.dirname, "../../..");
 
@@ -55,8 +55,8 @@ describe("pagedrop addon", () => {
   let addon: string;
   beforeAll(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-pagedrop-"));
-    addon = path.join(dir, "pagedrop.node");
-    compilePagedrop({ repo, out: addon });
+    addon = path.join(dir, "pve-nat.node");
+    compileNative({ repo, out: addon });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

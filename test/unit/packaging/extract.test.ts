@@ -85,19 +85,19 @@ describe("extractAddon", () => {
     expect(readdirSync(dir)).toEqual([`${v2.sha256}.node`]);
   });
 
-  it("addons embedded side by side keep each other (zeromq's and pagedrop)", () => {
+  it("addons embedded side by side keep each other (zeromq's and pve-nat's own)", () => {
     const dir = path.join(scratch, "addon");
     const old = payload("zeromq v0");
     const zmq = payload("zeromq v1");
-    const pagedrop = payload("pagedrop v1");
-    const keep = [zmq.sha256, pagedrop.sha256];
+    const native = payload("pve-nat addon v1");
+    const keep = [zmq.sha256, native.sha256];
     extractAddon(old, dir, euid);
     expect(extractAddon(zmq, dir, euid, keep).written).toBe(true);
-    expect(extractAddon(pagedrop, dir, euid, keep).written).toBe(true);
+    expect(extractAddon(native, dir, euid, keep).written).toBe(true);
     expect(readdirSync(dir).sort()).toEqual(keep.map((sha) => `${sha}.node`).sort());
     // Both found again on the next start, neither written twice.
     expect(extractAddon(zmq, dir, euid, keep).written).toBe(false);
-    expect(extractAddon(pagedrop, dir, euid, keep).written).toBe(false);
+    expect(extractAddon(native, dir, euid, keep).written).toBe(false);
   });
 
   it("replaces a truncated copy", () => {

@@ -4,25 +4,44 @@
 // a refresh — of the touched guest only when only its files changed — compared with loadNode.
 import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
+import type { Native } from "../../../src/native/addon.js";
 import {
   createNodeSource,
   HOST_PORTS_EVERY_MS,
+  RECENT_MS,
   type RefreshScope,
+  type SourceOptions,
 } from "../../../src/pve/cache.js";
 import { loadNode } from "../../../src/pve/node.js";
 import type { Background } from "../../helpers/exec.js";
+import { loadTestNative } from "../../helpers/native.js";
 import { prng } from "../../helpers/nodegen.js";
 import { startGuest, tempRoot, writeNode } from "../../helpers/simnode.js";
 
 const children: Background[] = [];
 const roots: string[] = [];
 
+// The daemon's batch stat (src/native/statmany.c), compiled here as the package build does.
+let native: Native;
+let disposeNative = () => {};
+beforeAll(() => {
+  ({ native, dispose: disposeNative } = loadTestNative());
+});
+
 afterAll(async () => {
   for (const c of children) await c.kill9();
   for (const r of roots) await rm(r, { recursive: true, force: true });
+  disposeNative();
 });
+
+/** How the daemon stats the guests' .fw files: one statSync each (without the addon), or the
+ *  addon's statMany (the single executable). */
+const STATS: [string, () => SourceOptions][] = [
+  ["statSync", () => ({})],
+  ["statMany", () => ({ statMany: (p, out) => native.statMany(p, out) })],
+];
 
 /** hostPorts describe the machine's listening sockets at read time; compared separately. */
 function comparable(i: NodeInput): NodeInput {
@@ -51,155 +70,202 @@ async function oneGuestNode() {
 }
 
 describe("cached node source", () => {
-  it.each([1, 2, 3, 4, 5, 6])(
-    "reads what loadNode reads after every edit (seed %i)",
-    async (seed) => {
-      const r = prng(seed);
-      const { root, path, paths } = await tempRoot("pvenat-cache-", roots);
-      const put = async (abs: string, text: string) => {
-        await mkdir(dirname(path(abs)), { recursive: true });
-        await rm(path(abs), { recursive: true, force: true });
-        await writeFile(path(abs), text);
-      };
-      const del = (abs: string) => rm(path(abs), { recursive: true, force: true });
-      const conf = (node: string, kind: "qemu" | "lxc", vmid: number) =>
-        `/etc/pve/nodes/${node}/${kind === "qemu" ? "qemu-server" : "lxc"}/${vmid}.conf`;
-      const confText = (kind: "qemu" | "lxc", vmid: number) =>
-        kind === "qemu"
-          ? `name: vm${vmid}\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.${vmid % 200}/24\n`
-          : `hostname: ct${vmid}\nnet0: name=eth0,bridge=vmbr1,ip=10.10.10.${vmid % 200}/24\n`;
-      const config = (node: string, auto = false) =>
-        `node = ${node}\n${auto ? "" : "public_address = 203.0.113.10\n"}`;
+  it.each(
+    STATS.flatMap(([how, opts]) => [1, 2, 3, 4, 5, 6].map((seed) => [how, seed, opts] as const)),
+  )("reads what loadNode reads after every edit (%s, seed %i)", async (_how, seed, opts) => {
+    const r = prng(seed);
+    const { root, path, paths } = await tempRoot("pvenat-cache-", roots);
+    const put = async (abs: string, text: string) => {
+      await mkdir(dirname(path(abs)), { recursive: true });
+      await rm(path(abs), { recursive: true, force: true });
+      await writeFile(path(abs), text);
+    };
+    const del = (abs: string) => rm(path(abs), { recursive: true, force: true });
+    const conf = (node: string, kind: "qemu" | "lxc", vmid: number) =>
+      `/etc/pve/nodes/${node}/${kind === "qemu" ? "qemu-server" : "lxc"}/${vmid}.conf`;
+    const confText = (kind: "qemu" | "lxc", vmid: number) =>
+      kind === "qemu"
+        ? `name: vm${vmid}\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.${vmid % 200}/24\n`
+        : `hostname: ct${vmid}\nnet0: name=eth0,bridge=vmbr1,ip=10.10.10.${vmid % 200}/24\n`;
+    const config = (node: string, auto = false) =>
+      `node = ${node}\n${auto ? "" : "public_address = 203.0.113.10\n"}`;
 
-      const vmids = [101, 102, 103, 104, 105];
-      const kindOf = (vmid: number): "qemu" | "lxc" => (vmid % 2 ? "lxc" : "qemu");
-      await writeNode({
-        root,
-        config: config("pve1"),
-        cluster:
-          "[ALIASES]\n\nadmin 198.51.100.7\n\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
-        host: "[RULES]\n\nIN ACCEPT -p tcp -dport 22\n",
-        guests: [
-          ...vmids.map((vmid) => ({
-            vmid,
-            kind: kindOf(vmid),
-            conf: confText(kindOf(vmid), vmid),
-            fw: fwText(r, vmid),
-          })),
-          { vmid: 201, kind: "lxc", node: "pve2", conf: confText("lxc", 201) },
-        ],
+    const vmids = [101, 102, 103, 104, 105];
+    const kindOf = (vmid: number): "qemu" | "lxc" => (vmid % 2 ? "lxc" : "qemu");
+    await writeNode({
+      root,
+      config: config("pve1"),
+      cluster:
+        "[ALIASES]\n\nadmin 198.51.100.7\n\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
+      host: "[RULES]\n\nIN ACCEPT -p tcp -dport 22\n",
+      guests: [
+        ...vmids.map((vmid) => ({
+          vmid,
+          kind: kindOf(vmid),
+          conf: confText(kindOf(vmid), vmid),
+          fw: fwText(r, vmid),
+        })),
+        { vmid: 201, kind: "lxc", node: "pve2", conf: confText("lxc", 201) },
+      ],
+    });
+
+    const source = createNodeSource(paths, opts());
+    const pending = new Set([103]);
+    const check = async (scope: RefreshScope, what: string) => {
+      await source.refresh(scope);
+      const want = await loadNode(paths, { pending });
+      expect(comparable(source.input({ pending })), what).toStrictEqual(comparable(want));
+      expect(source.input({ pending })).toMatchObject({
+        hostPorts: { any: expect.any(Array), at: expect.any(Object) },
       });
+    };
+    await check({ all: true }, "initial");
 
-      const source = createNodeSource(paths);
-      const pending = new Set([103]);
-      const check = async (scope: RefreshScope, what: string) => {
-        await source.refresh(scope);
-        const want = await loadNode(paths, { pending });
-        expect(comparable(source.input({ pending })), what).toStrictEqual(comparable(want));
-        expect(source.input({ pending })).toMatchObject({
-          hostPorts: { any: expect.any(Array), at: expect.any(Object) },
-        });
-      };
-      await check({ all: true }, "initial");
-
-      let qemu: Background | null = null;
-      for (let step = 0; step < 30; step++) {
-        const vmid = vmids[Math.floor(r() * vmids.length)] as number;
-        const kind = kindOf(vmid);
-        const fw = `/etc/pve/firewall/${vmid}.fw`;
-        const x = r();
-        let scope: RefreshScope = { owners: [vmid] };
-        let what: string;
-        if (x < 0.3) {
-          what = "rewrite a .fw";
-          await put(fw, fwText(r, vmid));
-        } else if (x < 0.4) {
-          what = "same-size edit keeping the mtime";
-          const st = await stat(path(fw)).catch(() => null);
-          const text = fwText(r, vmid);
-          if (st?.isFile()) {
-            await writeFile(path(fw), text);
-            await utimes(path(fw), st.atime, st.mtime);
-          } else {
-            await put(fw, text);
-          }
-        } else if (x < 0.45) {
-          what = "delete a .fw";
-          await del(fw);
-        } else if (x < 0.5) {
-          what = "a .fw that cannot be read";
-          await del(fw);
-          await mkdir(path(fw), { recursive: true });
-        } else if (x < 0.55) {
-          what = "remove a guest";
-          await del(conf("pve1", kind, vmid));
-        } else if (x < 0.62) {
-          what = "add (back) a guest";
-          await put(conf("pve1", kind, vmid), confText(kind, vmid));
-        } else if (x < 0.66) {
-          what = "the same VMID in both directories";
-          await put(conf("pve1", kind === "qemu" ? "lxc" : "qemu", vmid), confText(kind, vmid));
-        } else if (x < 0.72) {
-          what = "a qemu guest starts or stops";
-          scope = { owners: [102] };
-          if (qemu) {
-            // Killed, its pidfile left behind.
-            await qemu.kill9();
-            qemu = null;
-          } else {
-            qemu = await startGuest({
-              root,
-              vmid: 102,
-              kind: "qemu",
-              ns: null,
-              track: (b) => children.push(b),
-            });
-          }
-        } else if (x < 0.8) {
-          what = "cluster.fw";
-          scope = r() < 0.5 ? { owners: [] } : { all: true };
-          await put(
-            "/etc/pve/firewall/cluster.fw",
-            `[ALIASES]\n\n${r() < 0.5 ? "nosuchalias 198.51.100.9\n" : ""}\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:${8000 + step}\n`,
-          );
-        } else if (x < 0.85) {
-          what = "host.fw";
-          scope = { owners: [] };
-          if (r() < 0.3) await del("/etc/pve/nodes/pve1/host.fw");
-          else
-            await put(
-              "/etc/pve/nodes/pve1/host.fw",
-              `[RULES]\n\nIN ACCEPT -p tcp -dport ${step}\n`,
-            );
-        } else if (x < 0.9) {
-          what = "pve-nat.conf (node name, public address)";
-          scope = { owners: [vmid] };
-          await put("/etc/pve-nat/pve-nat.conf", config(r() < 0.7 ? "pve1" : "pve2", r() < 0.2));
+    let qemu: Background | null = null;
+    for (let step = 0; step < 30; step++) {
+      const vmid = vmids[Math.floor(r() * vmids.length)] as number;
+      const kind = kindOf(vmid);
+      const fw = `/etc/pve/firewall/${vmid}.fw`;
+      const x = r();
+      let scope: RefreshScope = { owners: [vmid] };
+      let what: string;
+      if (x < 0.3) {
+        what = "rewrite a .fw";
+        await put(fw, fwText(r, vmid));
+      } else if (x < 0.4) {
+        what = "same-size edit keeping the mtime";
+        const st = await stat(path(fw)).catch(() => null);
+        const text = fwText(r, vmid);
+        if (st?.isFile()) {
+          await writeFile(path(fw), text);
+          await utimes(path(fw), st.atime, st.mtime);
         } else {
-          what = "poll";
-          scope = { all: true };
+          await put(fw, text);
         }
-        await check(scope, `seed ${seed} step ${step}: ${what}`);
+      } else if (x < 0.45) {
+        what = "delete a .fw";
+        await del(fw);
+      } else if (x < 0.5) {
+        what = "a .fw that cannot be read";
+        await del(fw);
+        await mkdir(path(fw), { recursive: true });
+      } else if (x < 0.55) {
+        what = "remove a guest";
+        await del(conf("pve1", kind, vmid));
+      } else if (x < 0.62) {
+        what = "add (back) a guest";
+        await put(conf("pve1", kind, vmid), confText(kind, vmid));
+      } else if (x < 0.66) {
+        what = "the same VMID in both directories";
+        await put(conf("pve1", kind === "qemu" ? "lxc" : "qemu", vmid), confText(kind, vmid));
+      } else if (x < 0.72) {
+        what = "a qemu guest starts or stops";
+        scope = { owners: [102] };
+        if (qemu) {
+          // Killed, its pidfile left behind.
+          await qemu.kill9();
+          qemu = null;
+        } else {
+          qemu = await startGuest({
+            root,
+            vmid: 102,
+            kind: "qemu",
+            ns: null,
+            track: (b) => children.push(b),
+          });
+        }
+      } else if (x < 0.8) {
+        what = "cluster.fw";
+        scope = r() < 0.5 ? { owners: [] } : { all: true };
+        await put(
+          "/etc/pve/firewall/cluster.fw",
+          `[ALIASES]\n\n${r() < 0.5 ? "nosuchalias 198.51.100.9\n" : ""}\n[group web]\n\nIN ACCEPT -p tcp -dport 80 # NAT:${8000 + step}\n`,
+        );
+      } else if (x < 0.85) {
+        what = "host.fw";
+        scope = { owners: [] };
+        if (r() < 0.3) await del("/etc/pve/nodes/pve1/host.fw");
+        else
+          await put("/etc/pve/nodes/pve1/host.fw", `[RULES]\n\nIN ACCEPT -p tcp -dport ${step}\n`);
+      } else if (x < 0.9) {
+        what = "pve-nat.conf (node name, public address)";
+        scope = { owners: [vmid] };
+        await put("/etc/pve-nat/pve-nat.conf", config(r() < 0.7 ? "pve1" : "pve2", r() < 0.2));
+      } else {
+        what = "poll";
+        scope = { all: true };
       }
-    },
-  );
+      await check(scope, `seed ${seed} step ${step}: ${what}`);
+    }
+  });
 
-  it.each([
-    ["a poll", { all: true }],
-    ["an apply for the guest", { owners: [105] }],
-  ] as const)("sees a same-size edit that keeps inode and mtime on %s", async (_, scope) => {
+  it.each(
+    STATS.flatMap(([how, opts]) =>
+      [
+        ["a poll", { all: true }],
+        ["an apply for the guest", { owners: [105] }],
+      ].map(([on, scope]) => [on, how, scope as RefreshScope, opts] as const),
+    ),
+  )("sees a same-size edit that keeps inode and mtime on %s (%s)", async (_, _how, scope, opts) => {
     const { path, paths } = await oneGuestNode();
     const fw = path("/etc/pve/firewall/105.fw");
     await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:822\n");
     // pmxcfs: whole-second mtimes.
     const second = Math.floor(Date.now() / 1000);
     await utimes(fw, second, second);
-    const source = createNodeSource(paths);
+    const source = createNodeSource(paths, opts());
     await source.refresh({ all: true });
     await writeFile(fw, "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:823\n");
     await utimes(fw, second, second);
     await source.refresh(scope);
     expect(source.input().guests[105]?.fw?.rules[0]?.comment).toBe("NAT:823");
+  });
+
+  it("with statMany, trusts the batch for a settled .fw and stats a recent one again", async () => {
+    const { path, paths } = await oneGuestNode();
+    const fw = path("/etc/pve/firewall/105.fw");
+    const rule = (port: number) => `[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:${port}\n`;
+    await writeFile(fw, rule(822));
+    const settled = Math.floor((Date.now() - 10 * RECENT_MS) / 1000);
+    await utimes(fw, settled, settled);
+    // Its ctime (set by the write, not by utimes) must be older than RECENT_MS as well.
+    await new Promise((r) => setTimeout(r, RECENT_MS + 100));
+    // A batch stat that can be told to report an older stat of the file.
+    let frozen: Float64Array | null = null;
+    const statMany = (p: readonly string[], out: Float64Array) => {
+      native.statMany(p, out);
+      if (frozen) out.set(frozen);
+    };
+    const source = createNodeSource(paths, { statMany });
+    const comment = () => source.input().guests[105]?.fw?.rules[0]?.comment;
+    await source.refresh({ all: true });
+    expect(comment()).toBe("NAT:822");
+    const old = new Float64Array(4);
+    native.statMany([fw], old);
+
+    await writeFile(fw, rule(823));
+    await utimes(fw, settled, settled);
+    frozen = old;
+    await source.refresh({ all: true });
+    // The batch said "as before": the file was not stat'ed or read again.
+    expect(comment()).toBe("NAT:822");
+    frozen = null;
+    await source.refresh({ all: true });
+    expect(comment()).toBe("NAT:823");
+
+    // Written within RECENT_MS: another write in the same second could keep every number, so
+    // such a file goes through statSync and is read again even when the batch shows no change.
+    const now = Date.now() / 1000;
+    await writeFile(fw, rule(824));
+    await utimes(fw, now, now);
+    await source.refresh({ all: true });
+    expect(comment()).toBe("NAT:824");
+    frozen = new Float64Array(4);
+    native.statMany([fw], frozen);
+    await writeFile(fw, rule(825));
+    await utimes(fw, now, now);
+    await source.refresh({ all: true });
+    expect(comment()).toBe("NAT:825");
   });
 
   it("gives the fingerprint node.ts always gave: content hashes, run state", async () => {

@@ -1,15 +1,18 @@
-// Compiles src/native/pagedrop.c (issue 10: the daemon gives back its executable's pages) into
-// a Node-API addon. Used by build.mjs for the executable and by the addon's own test.
+// Compiles pve-nat's own addon (src/native/*.c: the daemon's page trimming and batch stat,
+// issue 10) into a Node-API addon. Used by build.mjs for the executable and by the addon's
+// own tests.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 
+export const NATIVE_SOURCES = ["module.c", "pagedrop.c", "statmany.c"];
+
 /**
- * Plain C against Node-API's headers (node-api-headers, from npm ci): no node-gyp, one file;
- * the Node-API symbols resolve in whichever Node loads it (≥ 20).
+ * Plain C against Node-API's headers (node-api-headers, from npm ci): no node-gyp; the
+ * Node-API symbols resolve in whichever Node loads it (≥ 20).
  * @param {{ repo: string; out: string }} o
  */
-export function compilePagedrop({ repo, out }) {
+export function compileNative({ repo, out }) {
   const include = path.join(repo, "node_modules/node-api-headers/include");
   if (!existsSync(include)) throw new Error("node_modules/node-api-headers missing: run npm ci");
   const flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", "-fvisibility=hidden"];
@@ -22,7 +25,7 @@ export function compilePagedrop({ repo, out }) {
       include,
       "-o",
       out,
-      path.join(repo, "src/native/pagedrop.c"),
+      ...NATIVE_SOURCES.map((f) => path.join(repo, "src/native", f)),
     ],
     { stdio: ["ignore", "inherit", "inherit"] },
   );

@@ -1,0 +1,18 @@
+/*
+ * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop()
+ * (pagedrop.c) and statMany() (statmany.c). Built by packaging/native.mjs against Node-API
+ * (node-api-headers), so one build loads in any Node ≥ 20; embedded in the single executable
+ * like the zeromq addon (src/native/addon.ts).
+ */
+#include "native.h"
+
+static int add(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return 0;
+  return napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+NAPI_MODULE_INIT() {
+  if (!add(env, exports, "drop", Drop) || !add(env, exports, "statMany", StatMany)) return NULL;
+  return exports;
+}
