@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { NatPlan } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
+import type { Candidate } from "../../../src/nat/types.js";
 import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 
 const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
@@ -63,6 +64,42 @@ describe("compile with a memo", () => {
     }
     const kept = second.forwards.filter((f) => f.vmid !== vmid && f.vmid !== null);
     for (const f of kept) expect(first.forwards).toContain(f);
+  });
+
+  it("a guest that only starts or stops keeps its expansion; a pending forward's guest does not", () => {
+    const node = randomNode(prng(3), 0);
+    node.cluster = null;
+    node.host = null;
+    node.publicAddress = "203.0.113.10";
+    node.guests.set(100, {
+      conf: "hostname: a\nnet0: name=eth0,bridge=vmbr1,ip=10.10.0.2/16\n",
+      fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2222\n",
+      state: "stopped",
+    });
+    // No address to forward to until one is learned: pending, with a note while it runs.
+    node.guests.set(101, {
+      conf: "hostname: b\nnet0: name=eth0,bridge=vmbr1,ip=dhcp\n",
+      fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2223\n",
+      state: "stopped",
+    });
+    const build = inputBuilder();
+    const memo = createCompileMemo();
+    compile(build(node), memo);
+    const first = (vmid: number) => memo.guests.get(vmid)?.cands[0] as Candidate;
+    const [a0, b0] = [first(100), first(101)];
+    expect(b0.forward.state).toBe("pending");
+    for (const g of node.guests.values()) g.state = "running";
+    const input = build(node);
+    const plan = compile(input, memo);
+    expect(plan).toStrictEqual(compile(input));
+    const [a1, b1] = [first(100), first(101)];
+    expect(a1.running).toBe(true);
+    expect(a1).not.toBe(a0);
+    expect(a1.dnat).toBe(a0.dnat); // the rule drafts are shared, not expanded again
+    expect(a1.forward).toBe(a0.forward);
+    expect(b1.dnat).not.toBe(b0.dnat); // expanded again: its note depends on the run state
+    expect(plan.diagnostics.some((d) => d.message.startsWith("NAT forward pending"))).toBe(true);
+    expect(plan.forwards.find((f) => f.vmid === 100)?.state).toBe("active");
   });
 
   it("handles 1000 guests × 10 forwards and still equals compile()", () => {
