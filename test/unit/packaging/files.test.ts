@@ -118,8 +118,12 @@ describe("pve-nat.service", () => {
     expect(one(key)).toBe(value);
   });
 
-  it("runs the daemon with two malloc arenas, as the bench starts it (issue 10)", () => {
-    expect(unitEnvironment(unit)).toEqual({ MALLOC_ARENA_MAX: "2" });
+  it("runs the daemon with two malloc arenas and fixed malloc thresholds, as the bench starts it (issue 10)", () => {
+    expect(unitEnvironment(unit)).toEqual({
+      MALLOC_ARENA_MAX: "2",
+      MALLOC_MMAP_THRESHOLD_: "131072",
+      MALLOC_TRIM_THRESHOLD_: "131072",
+    });
   });
 
   it("keeps the capabilities netfilter needs", () => {
