@@ -106,7 +106,14 @@ function untilSignal(): Promise<string> {
  *  and not in the executable's start-up options, which every hook process also takes: there it
  *  cost each start ≈ 5 ms. V8 reads this flag when it sizes the heap after each collection, so
  *  setting it once the isolate runs takes effect from the next one. The price: ≈ 0.7 points
- *  more idle CPU at 1000 guests (more frequent old-generation collections). */
+ *  more idle CPU at 1000 guests (more frequent old-generation collections).
+ *  Measured here and not taken (2026-12-06, 1000 guests, nf_tables, one or two runs each; peak
+ *  VmHWM 110-112 MB and idle RSS ≈ 90 MB without them): `--heap-growing-percent=10` (peak
+ *  107.8) and `--memory-saver-mode` (108.9), within the run-to-run spread and idle RSS 1-2 MB
+ *  higher; `--no-memory-reducer` with one forced full GC (`--expose-gc`) at the page trim 5 s
+ *  after the last cycle: that GC cost about what the reducer's two cost in the idle window
+ *  (≈ 200 vs 150-250 ms of CPU) and idle RSS went 1.9 MB up; a forced GC after each cycle that
+ *  re-expanded ≥ 200 guests (peak 133: the peak is inside the build, not after it). */
 export const DAEMON_V8_FLAGS = "--optimize-for-size";
 
 export async function runDaemon(ctx: Context): Promise<void> {
