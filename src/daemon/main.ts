@@ -148,7 +148,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
     clock: realClock,
     log,
   });
-  // Only the single executable carries the addon; elsewhere the daemon keeps its pages.
+  // Only the single executable carries the addon; elsewhere the daemon keeps its pages and
+  // stats with fs.statSync.
   const native = loadNativeQuiet(log);
   const trimmer = native ? createTrimmer({ drop: () => native.drop(), clock, log }) : null;
   let bus: BusServer | null = null;

@@ -35,8 +35,8 @@ export function memoryReport(): MemoryReport {
 export const TRIM_QUIET_MS = 5000;
 
 /** Gives back the executable's resident pages once the daemon is quiet (issue 10; the why is
- *  in src/native/pagedrop.c, part of pve-nat's own addon): start-up and every burst of work touch tens of MB of V8's and
- *  Node's code that an idle poll never runs again. `touch()` after each cycle; the drop runs
+ *  in src/native/pagedrop.c, part of pve-nat's own addon): start-up and every burst of work
+ *  touch tens of MB of V8's and Node's code that an idle poll never runs again. `touch()` after each cycle; the drop runs
  *  TRIM_QUIET_MS after the last one. Costs a read of /proc/self/smaps and, afterwards, the
  *  minor faults that map the idle working set back in (a few ms). Measured and not taken:
  *  dropping also while cycles keep coming (at most once a second): the code a burst runs maps

@@ -1,6 +1,7 @@
 // `pve-nat self-test` (hidden): proves that this executable can load its zeromq addon and carry
-// a message over ipc://, and that its own addon works (page trimming, batch stat), without a daemon. Used by the package tests and by support ("does
-// the binary work on this host?"). It imports zeromq itself because it tests the loader.
+// a message over ipc://, and that its own addon works (page trimming, batch stat), without a
+// daemon. Used by the package tests and by support ("does the binary work on this host?"). It
+// imports zeromq itself because it tests the loader.
 import { statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
