@@ -202,18 +202,26 @@ let versions = 0;
 /** Bumped whenever anything input() reads changes (files, listings, run state, host facts). */
 let changes = 0;
 
-function sameStat(e: FileEntry, st: Stats): boolean {
+/** Whether `e` was read at exactly this stat and the stat is older than RECENT_MS, so the
+ *  entry stands without a read. A stat within RECENT_MS can hide a second write in the same
+ *  second (pmxcfs's whole-second mtimes): such a file is read again. Numbers, not a Stats
+ *  object, so the batch stat (statMany) is judged by the same test as statSync. */
+function settledAt(
+  e: FileEntry,
+  ino: number,
+  size: number,
+  mtimeMs: number,
+  ctimeMs: number,
+  now: number,
+): boolean {
   return (
     e.id === "file" &&
-    e.ino === st.ino &&
-    e.size === st.size &&
-    e.mtimeMs === st.mtimeMs &&
-    e.ctimeMs === st.ctimeMs
+    e.ino === ino &&
+    e.size === size &&
+    e.mtimeMs === mtimeMs &&
+    e.ctimeMs === ctimeMs &&
+    now - Math.max(mtimeMs, ctimeMs) >= RECENT_MS
   );
-}
-
-function recent(st: Stats, now: number): boolean {
-  return now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS;
 }
 
 /** Reads `file` into `scratch.buf` (grown as needed), at most `limit` bytes; returns the
@@ -320,7 +328,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       set(e, "absent", null, null);
       return e;
     }
-    if (sameStat(e, st) && !recent(st, now)) return e;
+    if (settledAt(e, st.ino, st.size, st.mtimeMs, st.ctimeMs, now)) return e;
     try {
       set(e, "file", readFileSync(abs, "utf8"), null);
       e.ino = st.ino;
@@ -580,9 +588,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return fwBatch.out;
   }
 
-  /** Whether stat number set `i` of `out` shows `abs` as its entry has it, settled (not
-   *  changed within RECENT_MS): then the entry stands and touch() is not needed. Anything else
-   *  (a new file, an error, a difference) goes through touch(), which stats and reads again. */
+  /** Whether stat number set `i` of `out` shows `abs` as its entry has it (settledAt, or
+   *  still absent): then the entry stands and touch() is not needed. Anything else (a new
+   *  file, an error, a difference) goes through touch(), which stats and reads again. */
   function unchangedIn(out: Float64Array, i: number, abs: string, now: number): boolean {
     const e = files.get(abs);
     if (!e) return false;
@@ -590,12 +598,14 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const same =
       ino < 0
         ? (ino === -ENOENT || ino === -ENOTDIR) && e.id === "absent"
-        : e.id === "file" &&
-          e.ino === ino &&
-          e.size === out[4 * i + 1] &&
-          e.mtimeMs === out[4 * i + 2] &&
-          e.ctimeMs === out[4 * i + 3] &&
-          now - Math.max(e.mtimeMs, e.ctimeMs) >= RECENT_MS;
+        : settledAt(
+            e,
+            ino,
+            out[4 * i + 1] as number,
+            out[4 * i + 2] as number,
+            out[4 * i + 3] as number,
+            now,
+          );
     if (same) e.seen = generation;
     return same;
   }
