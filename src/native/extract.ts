@@ -5,7 +5,6 @@
 // `link`s it to the final name: link fails with EEXIST for all but the first, so the final
 // file appears complete or not at all and is never replaced under a process that maps it.
 // The file name carries the addon's sha256: an upgraded binary never loads an old copy.
-import { randomBytes } from "node:crypto";
 import {
   closeSync,
   fsyncSync,
@@ -96,7 +95,13 @@ export function extractAddon(
   }
 
   ensurePrivateDir(dir, euid);
-  const tmp = path.join(dir, `.${sha256}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  // pid + the monotonic clock in ns names one process at one moment; `wx` (O_EXCL) refuses a
+  // clash anyway, and the directory is private, so nothing here needs to be unguessable
+  // (node:crypto's randomBytes cost every hook ≈ 7 ms of start-up just to load the module).
+  const tmp = path.join(
+    dir,
+    `.${sha256}.${process.pid}.${process.hrtime.bigint().toString(16)}.tmp`,
+  );
   const bytes = addon.bytes();
   if (bytes.byteLength !== size)
     throw new Error(`embedded addon is ${bytes.byteLength} bytes, expected ${size}`);

@@ -1,7 +1,7 @@
 // The hook, notify and events commands run as the real bundle (a child process), against no
 // daemon or an in-test bus server with a fake handler.
-import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -151,6 +151,48 @@ describe("pve-nat hook", () => {
     expect(r.stderr).toMatch(
       /^pve-nat: vm107 post-start: ok \(\d+ ms\) \(cannot read .* \(EISDIR\); using defaults\)\n$/,
     );
+  });
+
+  it("reaches the daemon without loading node:net, node:crypto or perf_hooks", async () => {
+    // Each costs a guest start milliseconds of module loading (issue 10): net is loaded only for
+    // a socket file nobody answers on, crypto only when the addon is extracted, and timing uses
+    // process.hrtime. A preload writes the builtins the process loaded, as it exits.
+    const dir = await newRoot();
+    await daemon(dir, async () => ({ v: 1, ok: true, message: "ok" }));
+    const preload = path.join(dir, "loaded.cjs");
+    const list = path.join(dir, "loaded.json");
+    await writeFile(
+      preload,
+      `process.on("exit", () => require("fs").writeFileSync(${JSON.stringify(list)}, JSON.stringify(process.moduleLoadList)));\n`,
+    );
+    const r = await pveNat(["hook", "107", "post-start", "--root", dir], {
+      NODE_OPTIONS: `--require ${preload}`,
+    });
+    expect(r.stderr).toMatch(/^pve-nat: vm107 post-start: ok \(\d+ ms\)\n$/);
+    const loaded = JSON.parse(await readFile(list, "utf8")) as string[];
+    expect(loaded).toContain("NativeModule fs");
+    for (const m of ["net", "crypto", "perf_hooks"])
+      expect(loaded, m).not.toContain(`NativeModule ${m}`);
+  });
+
+  it("says at once that the daemon is not running when its socket file is stale", async () => {
+    const dir = await newRoot();
+    // What `kill -9` of the daemon leaves: a socket file nobody listens on (made by perl, as
+    // Node and zeromq unlink theirs on close).
+    const socket = path.join(dir, "run/pve-nat/bus.sock");
+    await mkdir(path.dirname(socket), { recursive: true });
+    execFileSync("perl", [
+      "-MIO::Socket::UNIX",
+      "-e",
+      "IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die $!",
+      socket,
+    ]);
+    const r = await pveNat(["hook", "107", "post-start", "--root", dir]);
+    expect(r).toMatchObject({
+      code: 0,
+      stderr: "pve-nat: daemon not running; forwards for vm107 will be applied when it starts\n",
+    });
+    expect(r.ms).toBeLessThan(HOOK_TIMEOUT_MS);
   });
 
   it("pre-stop asks nothing of the daemon", async () => {
