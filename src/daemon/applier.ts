@@ -214,11 +214,15 @@ export function createApplier(deps: ApplierDeps): Applier {
     await switchBackend(batch);
     const full = batch.full || nextFull;
     // Only what this batch is about is re-read; the watcher re-reads everything each poll.
-    // A check (watcher, post-start) or drift cycle also re-reads every guest's run state.
+    // A check (watcher) or drift cycle also re-reads every guest's run state; a verify
+    // (post-start) only its guests' files and run state.
     const scope: LoadScope =
       full || batch.all
         ? { all: true }
-        : { owners: [...batch.owners], runState: batch.check || batch.drift };
+        : {
+            owners: [...new Set([...batch.owners, ...batch.verify])],
+            runState: batch.check || batch.drift,
+          };
     const newPlan = await deps.load(scope);
     const tLoaded = clock.now();
     const current = full || batch.drift || live === null ? await readLive() : live;

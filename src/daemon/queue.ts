@@ -7,12 +7,15 @@ import type { NatPlan, Owner } from "../model.js";
 /** What to (re)apply: some owners (rewritten even if unchanged), every owner (entry included),
  *  or a full sync that re-reads the live state first. `check` writes only owners whose plan
  *  differs from what pve-nat last wrote (the watcher: rewriting an unchanged chain would reset
- *  its counters); `drift` re-reads the live state and repairs only what differs. */
+ *  its counters); `verify` does the same after re-reading only the given owners (post-start:
+ *  one guest, not every guest's run state); `drift` re-reads the live state and repairs only
+ *  what differs. */
 export type ApplyTarget =
   | { owners: Owner[] }
   | { all: true }
   | { full: true }
   | { check: true }
+  | { verify: Owner[] }
   | { drift: true };
 
 export interface ApplyResult {
@@ -28,6 +31,8 @@ export interface ApplyResult {
 
 export interface Batch {
   owners: Set<Owner>;
+  /** Re-read, but written only if their plan differs (`verify`). */
+  verify: Set<Owner>;
   all: boolean;
   full: boolean;
   drift: boolean;
@@ -57,7 +62,14 @@ export interface Queue {
 }
 
 function emptyBatch(): Batch {
-  return { owners: new Set(), all: false, full: false, drift: false, check: false };
+  return {
+    owners: new Set(),
+    verify: new Set(),
+    all: false,
+    full: false,
+    drift: false,
+    check: false,
+  };
 }
 
 export function createQueue(h: QueueHandlers): Queue {
@@ -130,6 +142,7 @@ export function createQueue(h: QueueHandlers): Queue {
       if (refused) return Promise.reject(refused);
       return new Promise<ApplyResult>((resolve, reject) => {
         if ("owners" in target) for (const o of target.owners) next.owners.add(o);
+        if ("verify" in target) for (const o of target.verify) next.verify.add(o);
         if ("all" in target) next.all = true;
         if ("full" in target) next.full = true;
         if ("drift" in target) next.drift = true;

@@ -9,7 +9,7 @@ import { fakeClock, type GuestSpec, makePlan, silent } from "../../helpers/fixtu
 import { simKernel } from "../../helpers/sim-kernel.js";
 
 describe("applier load scope", () => {
-  it("full and --all re-read everything; guest events their guests; checks and drift add run state", async () => {
+  it("full and --all re-read everything; guest events and verifies their guests; checks and drift add run state", async () => {
     const scopes: Array<LoadScope | undefined> = [];
     const applier = createApplier({
       load: async (scope) => {
@@ -24,12 +24,14 @@ describe("applier load scope", () => {
     await applier.apply({ full: true });
     await applier.apply({ owners: [101, "NODE"] });
     await applier.apply({ check: true });
+    await applier.apply({ verify: [101] });
     await applier.apply({ drift: true });
     await applier.apply({ all: true });
     expect(scopes).toEqual([
       { all: true },
       { owners: [101, "NODE"], runState: false },
       { owners: [], runState: true },
+      { owners: [101], runState: false },
       { owners: [], runState: true },
       { all: true },
     ]);

@@ -286,6 +286,31 @@ describe("applier", () => {
     expect(t.kernel.saves).toBe(saves);
   });
 
+  it("a post-start verify writes its guest only when its plan differs from what is live", async () => {
+    const t = setup([
+      { vmid: 101, port: 8101 },
+      { vmid: 102, port: 8102 },
+    ]);
+    await t.applier.apply({ full: true });
+    t.kernel.payloads.length = 0;
+    // Live since pre-start: nothing written, so the chain keeps its counters.
+    expect(await t.applier.apply({ verify: [101] })).toMatchObject({
+      restored: false,
+      rendered: [],
+    });
+    expect(t.kernel.payloads).toHaveLength(0);
+    t.setGuests([
+      { vmid: 101, port: 8111 },
+      { vmid: 102, port: 8102 },
+    ]);
+    expect(await t.applier.apply({ verify: [101] })).toMatchObject({
+      restored: true,
+      rendered: [101],
+    });
+    expect(t.kernel.payloads.map(declared)).toEqual([["PVENAT-101-DNAT"]]);
+    expect(await liveDiff(t.kernel, t.plan())).toEqual({ owners: [], entry: false });
+  });
+
   it("drift check rewrites only drifted owners", async () => {
     const specs = [101, 102, 103].map((vmid, i) => ({ vmid, port: 8101 + i }));
     const t = setup(specs);

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createApplier } from "../../../src/daemon/applier.js";
 import { createHandler } from "../../../src/daemon/handler.js";
 import { ackMessage, createLifecycle } from "../../../src/daemon/lifecycle.js";
+import type { LoadScope } from "../../../src/daemon/plan.js";
 import type { NatPlan } from "../../../src/model.js";
 import {
   deferred,
@@ -21,9 +22,11 @@ function node(running: Set<number>) {
   const clock = fakeClock();
   const deletes: string[][] = [];
   const started: number[] = [];
+  const scopes: Array<LoadScope | undefined> = [];
   let lifecycle: ReturnType<typeof createLifecycle> | null = null;
   const applier = createApplier({
-    load: async () => {
+    load: async (scope) => {
+      scopes.push(scope);
       const pending = lifecycle?.pending() ?? new Set<number>();
       const down = lifecycle?.down() ?? new Set<number>();
       const specs: GuestSpec[] = [101, 102].map((vmid) => {
@@ -49,7 +52,7 @@ function node(running: Set<number>) {
       started.push(vmid);
     },
   });
-  return { kernel, clock, deletes, started, applier, lifecycle };
+  return { kernel, clock, deletes, started, scopes, applier, lifecycle };
 }
 
 describe("lifecycle", () => {
@@ -94,13 +97,27 @@ describe("lifecycle", () => {
     const restores = n.kernel.payloads.length;
     running.add(101);
     const r = await n.lifecycle.postStart(101);
-    // Already live and unchanged: no restore, so the chain's counters are kept.
+    // Already live and unchanged: no restore, so the chain's counters are kept. Only this
+    // guest was re-read, not every guest's run state (the watcher's job).
     expect(n.kernel.payloads).toHaveLength(restores);
+    expect(n.scopes.at(-1)).toEqual({ owners: [101], runState: false });
     expect(ackMessage(101, r, false)).toBe("1 forward live (1 rule)");
     expect(n.started).toEqual([101]);
     n.clock.advance(GRACE);
     await settle();
     expect(n.kernel.tables.nat.get("PVENAT-101-DNAT")).toHaveLength(1);
+  });
+
+  it("post-start without a pre-start (hookscript added while the guest ran) writes its rules", async () => {
+    const running = new Set<number>();
+    const n = node(running);
+    await n.applier.apply({ full: true });
+    expect(n.kernel.tables.nat.has("PVENAT-101-DNAT")).toBe(false);
+    running.add(101);
+    const r = await n.lifecycle.postStart(101);
+    expect(r).toMatchObject({ restored: true, rendered: [101] });
+    expect(n.kernel.tables.nat.get("PVENAT-101-DNAT")).toHaveLength(1);
+    expect(ackMessage(101, r, false)).toMatch(/^1 forward live \(1 rule\), applied in/);
   });
 
   it("post-stop removes the chains even if the run state lags, ends the grace, and cleans conntrack", async () => {
