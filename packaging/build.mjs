@@ -141,8 +141,8 @@ async function buildExecutable({ addon, native, node }) {
   return out;
 }
 
-/** The executable starts, knows its version, maps its embedded addons and gives back pages,
- *  with no node around. */
+/** The executable starts, knows its version, maps its embedded addons, gives back pages, stats
+ *  in a batch and spawns with posix_spawn, with no node around. */
 function smokeTest(exe) {
   const scratch = mkdtempSync(path.join(os.tmpdir(), "pve-nat-build-"));
   try {
@@ -156,7 +156,8 @@ function smokeTest(exe) {
     if (
       selfTest.addon?.kind !== "embedded" ||
       !(selfTest.pagedropBytes > 0) ||
-      selfTest.statMany !== true
+      selfTest.statMany !== true ||
+      selfTest.spawn !== true
     )
       throw new Error(`self-test: ${JSON.stringify(selfTest)}`);
   } finally {

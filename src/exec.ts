@@ -2,13 +2,24 @@
 // time and output, never through a shell, output captured. `run` never throws; the caller
 // decides what a non-zero exit means.
 //
-// Plain child_process.spawn (issue 10): execa added 2–3 ms of JavaScript to every command on
-// the bench machine (8.4 vs 5.6 ms spawn→close of /bin/true), which is most of what kept a
-// legacy one-guest apply above 1.3× a bare iptables-restore. (The hook's fast path never runs
-// a command, so child_process loads lazily.)
+// Two ways to start a command, one result. The daemon hands in its addon's posix_spawn
+// (`useNativeSpawn`, src/native/spawn.c, issue 10): libuv starts children with fork(), which
+// copies the parent's page tables on the main thread, so every iptables-restore cost more the
+// bigger the daemon was (spawn→exit of /bin/true 1.6 ms at 50 MB RSS, 7.7 ms at 167 MB,
+// 13.9 ms at 402 MB); posix_spawn (clone with CLONE_VM|CLONE_VFORK) costs the same at any
+// size (scripts/spawn-cost.mjs: 5.6 vs 2.7 ms at 54 MB, 14.5 vs 2.7 ms at 301 MB), and the
+// addon runs the whole command on a thread of its own. Without the addon (tests,
+// the dev bundle, the CLI's short-lived processes) plain child_process.spawn: execa added
+// 2–3 ms of JavaScript to every command on the bench machine (8.4 vs 5.6 ms spawn→close of
+// /bin/true). Both give the same RunResult for the same command, failure texts included
+// (test/unit/exec/native-run.test.ts). (The hook's fast path never runs a command, so
+// child_process loads lazily.)
 
 import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import os from "node:os";
+import { getSystemErrorName } from "node:util";
+import type { Native } from "./native/addon.js";
 
 export interface RunResult {
   /** Exit code, or null when the command could not start, was killed or timed out. */
@@ -51,14 +62,26 @@ function digestOf(chunks: readonly Buffer[]): string {
 /** Output kept per stream; a command printing more is killed (iptables-save of 10 000 rules is
  *  ≈ 1.5 MB). */
 export const MAX_OUTPUT_BYTES = 100 * 1024 * 1024;
-/** After the timeout's SIGTERM, SIGKILL if the command is still there. */
+/** After the timeout's SIGTERM, SIGKILL if the command is still there (spawn.c does the
+ *  same with its own constant). */
 const KILL_AFTER_MS = 2000;
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+type NativeSpawn = Native["spawn"];
+let nativeSpawn: NativeSpawn | null = null;
+
+/** From now on `run` starts commands with the addon's posix_spawn (the daemon, once it loaded
+ *  the addon); null goes back to child_process. */
+export function useNativeSpawn(spawn: NativeSpawn | null): void {
+  nativeSpawn = spawn;
+}
 
 export async function run(
   cmd: string,
   args: readonly string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
+  if (nativeSpawn) return runNative(nativeSpawn, cmd, args, opts);
   const { spawn } = await import("node:child_process");
   return new Promise((resolve) => {
     let child: ChildProcess;
@@ -83,7 +106,7 @@ export async function run(
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
-    }, opts.timeoutMs ?? 60_000);
+    }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const collect = (stream: NodeJS.ReadableStream | null): Buffer[] => {
       const chunks: Buffer[] = [];
       let bytes = 0;
@@ -127,13 +150,7 @@ export async function run(
         stdout,
         stderr,
         timedOut,
-        failure: !failed
-          ? null
-          : timedOut
-            ? `${cmd} timed out after ${opts.timeoutMs ?? 60_000} ms`
-            : tooMuch
-              ? `${cmd} printed more than ${MAX_OUTPUT_BYTES} bytes`
-              : `${cmd} was killed by ${signal ?? "a signal"}`,
+        failure: !failed ? null : failureText(cmd, opts, timedOut, tooMuch, signal),
       });
     });
     if (opts.input !== undefined && child.stdin) {
@@ -142,6 +159,78 @@ export async function run(
       child.stdin.end(opts.input);
     }
   });
+}
+
+function failureText(
+  cmd: string,
+  opts: RunOptions,
+  timedOut: boolean,
+  tooMuch: boolean,
+  signal: string | null,
+): string {
+  return timedOut
+    ? `${cmd} timed out after ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`
+    : tooMuch
+      ? `${cmd} printed more than ${MAX_OUTPUT_BYTES} bytes`
+      : `${cmd} was killed by ${signal ?? "a signal"}`;
+}
+
+/** Signal number → name ("SIGKILL"), as child_process reports it. */
+let signalNames: Map<number, string> | null = null;
+function signalName(n: number): string | null {
+  signalNames ??= new Map(Object.entries(os.constants.signals).map(([k, v]) => [v, k]));
+  return signalNames.get(n) ?? null;
+}
+
+/** The errors child_process reports as an 'error' event with the command's name; any other
+ *  start failure it throws from spawn() without it (node:internal/child_process). */
+const REPORTED_WITH_NAME = new Set(["EACCES", "EAGAIN", "EMFILE", "ENFILE", "ENOENT"]);
+
+async function runNative(
+  spawn: NativeSpawn,
+  cmd: string,
+  args: readonly string[],
+  opts: RunOptions,
+): Promise<RunResult> {
+  let r: Awaited<ReturnType<NativeSpawn>>;
+  try {
+    r = await spawn(
+      cmd,
+      args,
+      opts.input ?? null,
+      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      MAX_OUTPUT_BYTES,
+    );
+  } catch (err) {
+    return notRun(err);
+  }
+  if (r.error !== 0) {
+    const name = getSystemErrorName(-r.error);
+    return notRun(
+      new Error(REPORTED_WITH_NAME.has(name) ? `spawn ${cmd} ${name}` : `spawn ${name}`),
+    );
+  }
+  const { timedOut, tooMuch, code } = r;
+  let stdout: string;
+  const memo = code === 0 && !timedOut && !tooMuch ? opts.memo : undefined;
+  if (memo) {
+    const digest = digestOf([r.stdout]);
+    if (digest !== memo.digest) {
+      memo.digest = digest;
+      memo.stdout = r.stdout.toString("utf8");
+    }
+    stdout = memo.stdout;
+  } else stdout = r.stdout.toString("utf8");
+  const stderr = r.stderr.toString("utf8");
+  const failed = timedOut || tooMuch || code === null;
+  const signal = r.signal === null ? null : signalName(r.signal);
+  return {
+    code: failed ? null : code,
+    stdout,
+    stderr,
+    timedOut,
+    failure: !failed ? null : failureText(cmd, opts, timedOut, tooMuch, signal),
+  };
 }
 
 function notRun(err: unknown): RunResult {

@@ -5,6 +5,7 @@ import { writePresence } from "../cluster/files.js";
 import type { Context } from "../context.js";
 import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
+import { useNativeSpawn } from "../exec.js";
 import { type Backend, createRunner, detectBackend, runnerFor } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
@@ -71,15 +72,15 @@ async function arpAll(applier: Applier, log: Logger): Promise<void> {
   await setArpIgnore(await fwbrDevices(realProcFs), 1, realProcFs, log);
 }
 
-/** The addon is an optimisation (page trimming, batch stat): a host where it cannot be
- *  written or mapped (a read-only /var/lib, noexec) runs the daemon without it. */
+/** The addon is an optimisation (page trimming, batch stat, posix_spawn): a host where it
+ *  cannot be written or mapped (a read-only /var/lib, noexec) runs the daemon without it. */
 function loadNativeQuiet(log: Logger): ReturnType<typeof loadNative> {
   try {
     return loadNative();
   } catch (err) {
     log.warn(
       { err: errText(err) },
-      "native addon unavailable; the daemon keeps its pages and stats with fs.statSync",
+      "native addon unavailable; the daemon keeps its pages, stats with fs.statSync and spawns with child_process",
     );
     return null;
   }
@@ -132,6 +133,12 @@ export async function runDaemon(ctx: Context): Promise<void> {
     process.stderr.write(`pve-nat: warning: ${w}\n`);
   }
 
+  // Only the single executable carries the addon; elsewhere the daemon keeps its pages, stats
+  // with fs.statSync and spawns with child_process. Loaded before the first command runs: from
+  // here on every command (iptables, conntrack, ip, qm) starts with its posix_spawn, whose cost
+  // does not grow with the daemon's RSS as fork()'s does.
+  const native = loadNativeQuiet(log);
+  if (native) useNativeSpawn(native.spawn);
   const runner = await createRunner(config.iptables);
   if (runner.warning) log.warn(runner.warning);
   await ensureIpForward(config.ipForward, realProcFs, log);
@@ -148,9 +155,6 @@ export async function runDaemon(ctx: Context): Promise<void> {
     clock: realClock,
     log,
   });
-  // Only the single executable carries the addon; elsewhere the daemon keeps its pages and
-  // stats with fs.statSync.
-  const native = loadNativeQuiet(log);
   const trimmer = native ? createTrimmer({ drop: () => native.drop(), clock, log }) : null;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
@@ -306,7 +310,12 @@ export async function runDaemon(ctx: Context): Promise<void> {
   writer?.start();
   await writer?.write();
   log.info(
-    { pid: process.pid, backend: applier.state().backend, socket: ctx.path(config.socket) },
+    {
+      pid: process.pid,
+      backend: applier.state().backend,
+      socket: ctx.path(config.socket),
+      spawn: native ? "posix_spawn" : "child_process",
+    },
     "ready",
   );
 

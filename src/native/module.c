@@ -1,8 +1,8 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop()
- * (pagedrop.c) and statMany() (statmany.c). Built by packaging/native.mjs against Node-API
- * (node-api-headers), so one build loads in any Node ≥ 20; embedded in the single executable
- * like the zeromq addon (src/native/addon.ts).
+ * (pagedrop.c), statMany() (statmany.c) and spawn() (spawn.c). Built by packaging/native.mjs
+ * against Node-API (node-api-headers), so one build loads in any Node ≥ 20; embedded in the
+ * single executable like the zeromq addon (src/native/addon.ts).
  */
 #include "native.h"
 
@@ -13,6 +13,8 @@ static int add(napi_env env, napi_value exports, const char *name, napi_callback
 }
 
 NAPI_MODULE_INIT() {
-  if (!add(env, exports, "drop", Drop) || !add(env, exports, "statMany", StatMany)) return NULL;
+  if (!add(env, exports, "drop", Drop) || !add(env, exports, "statMany", StatMany) ||
+      !add(env, exports, "spawn", Spawn))
+    return NULL;
   return exports;
 }

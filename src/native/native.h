@@ -6,5 +6,6 @@
 
 napi_value Drop(napi_env env, napi_callback_info info);     /* pagedrop.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */
+napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
 
 #endif

@@ -1,6 +1,6 @@
 // `pve-nat self-test` (hidden): proves that this executable can load its zeromq addon and carry
-// a message over ipc://, and that its own addon works (page trimming, batch stat), without a
-// daemon. Used by the package tests and by support ("does the binary work on this host?"). It
+// a message over ipc://, and that its own addon works (page trimming, batch stat, posix_spawn),
+// without a daemon. Used by the package tests and by support ("does the binary work on this host?"). It
 // imports zeromq itself because it tests the loader.
 import { statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -19,6 +19,26 @@ export interface SelfTestResult {
   /** statMany agrees with fs.statSync on a file that exists and one that does not; null
    *  without the addon. */
   statMany: boolean | null;
+  /** The addon's spawn ran a shell with input and gave back its stdout, stderr and exit code;
+   *  null without the addon. */
+  spawn: boolean | null;
+}
+
+/** Shell builtins only: the package test runs the executable with an empty PATH. */
+const SPAWN_SCRIPT = 'while IFS= read -r l; do printf "%s\\n" "$l"; done; echo err >&2; exit 3';
+
+async function spawnWorks(native: Native): Promise<boolean> {
+  const input = "pve-nat\nself-test\n";
+  const r = await native.spawn("/bin/sh", ["-c", SPAWN_SCRIPT], Buffer.from(input), 5000, 1 << 20);
+  return (
+    r.error === 0 &&
+    r.code === 3 &&
+    r.signal === null &&
+    !r.timedOut &&
+    !r.tooMuch &&
+    r.stdout.toString() === input &&
+    r.stderr.toString() === "err\n"
+  );
 }
 
 function statManyAgrees(native: Native, dir: string): boolean {
@@ -59,6 +79,7 @@ export async function selfTest(): Promise<SelfTestResult> {
       roundTripMs,
       pagedropBytes: native ? native.drop() : null,
       statMany: native ? statManyAgrees(native, dir) : null,
+      spawn: native ? await spawnWorks(native) : null,
     };
   } finally {
     req.close();

@@ -117,6 +117,7 @@ interface SelfTest {
   addon: { kind: string; file: string; written: boolean };
   pagedropBytes: number | null;
   statMany: boolean | null;
+  spawn: boolean | null;
 }
 
 describe("dist/pve-nat, the single executable", () => {
@@ -148,9 +149,11 @@ describe("dist/pve-nat, the single executable", () => {
     });
     expect(statSync(addonDir).mode & 0o777).toBe(0o700);
     expect(statSync(result.addon.file).mode & 0o777).toBe(0o600);
-    // Its own addon (issue 10: page trimming, batch stat) sits beside zeromq's and works.
+    // Its own addon (issue 10: page trimming, batch stat, posix_spawn) sits beside zeromq's and
+    // works.
     expect(result.pagedropBytes).toBeGreaterThan(1024 * 1024);
     expect(result.statMany).toBe(true);
+    expect(result.spawn).toBe(true);
     expect(readdirSync(addonDir).filter((n) => /^[0-9a-f]{64}\.node$/.test(n))).toHaveLength(2);
   });
 
@@ -172,7 +175,9 @@ describe("dist/pve-nat, the single executable", () => {
     expect(left).toHaveLength(2);
     expect(left).toContain(path.basename(parsed[0]?.addon.file ?? ""));
     expect(left.every((n) => /^[0-9a-f]{64}\.node$/.test(n))).toBe(true);
-    expect(parsed.every((p) => (p.pagedropBytes ?? 0) > 0 && p.statMany === true)).toBe(true);
+    expect(
+      parsed.every((p) => (p.pagedropBytes ?? 0) > 0 && p.statMany === true && p.spawn === true),
+    ).toBe(true);
   }, 180_000);
 });
 

@@ -159,6 +159,11 @@ describe(`daemon in namespace ${NS}`, () => {
       daemonLog += d.toString();
     });
     await until("daemon ready", () => daemonLog.includes('"msg":"ready"'), 10_000);
+    // The single executable runs its commands with its addon's posix_spawn (src/native/spawn.c);
+    // the dev bundle has no addon and uses child_process.
+    expect(daemonLog).toContain(
+      `"spawn":"${process.env.PVE_NAT_BIN ? "posix_spawn" : "child_process"}"`,
+    );
   }, 180_000);
 
   afterAll(async () => {
