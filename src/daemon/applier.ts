@@ -73,6 +73,9 @@ export interface Applier {
   state(): ApplierState;
   /** Waits for the running cycle (if any) and cancels retries; later calls are refused. */
   stop(): Promise<void>;
+  /** Resolves once the events of every finished cycle are published (a cycle's result can
+   *  come before its events when they wait for the guest firewall's answer). */
+  settled(): Promise<void>;
 }
 
 /** What a forward's conntrack key (conntrack.ts) is made of, cheap to compare first. */
@@ -126,8 +129,16 @@ export function createApplier(deps: ApplierDeps): Applier {
   let retryTimer: unknown = null;
   let retryDelay = retry.baseMs;
 
+  /** The last cycle's events, when they wait for the guest firewall's answer. */
+  let reporting: Promise<void> | null = null;
+  async function settled(): Promise<void> {
+    while (reporting) await reporting;
+  }
+
   const queue = createQueue({
     async cycle(batch) {
+      // Events go out in cycle order: the previous cycle's first.
+      await settled();
       const t0 = clock.now();
       try {
         const r = await cycle(batch);
@@ -140,7 +151,10 @@ export function createApplier(deps: ApplierDeps): Applier {
         throw err;
       }
     },
-    flush: doFlush,
+    flush: async () => {
+      await settled();
+      await doFlush();
+    },
     refuse: () => (paused ? new PausedError() : null),
   });
 
@@ -265,11 +279,6 @@ export function createApplier(deps: ApplierDeps): Applier {
       const gone = goneForwards(old, newPlan, new Set(rendered));
       if (gone.length > 0) await deps.conntrack(gone);
     }
-    const guests = new Set(rendered.filter((o) => o !== "NODE"));
-    const admissions =
-      deps.admission && guests.size > 0 && sync.payload !== ""
-        ? await deps.admission(newPlan, guests, runner.backend)
-        : undefined;
     log.debug(
       {
         loadMs: round(tLoaded - t0),
@@ -282,12 +291,28 @@ export function createApplier(deps: ApplierDeps): Applier {
       },
       "cycle",
     );
-    report(
-      { plan: newPlan, previous: old, rendered, removedRules, ms, full, admissions },
-      deps.publish,
-      log,
-      clock.wall().toISOString(),
-    );
+    const tell = (admissions?: ReadonlyMap<number, Admission>) =>
+      report(
+        { plan: newPlan, previous: old, rendered, removedRules, ms, full, admissions },
+        deps.publish,
+        log,
+        clock.wall().toISOString(),
+      );
+    const guests = new Set(rendered.filter((o) => o !== "NODE"));
+    if (deps.admission && guests.size > 0 && sync.payload !== "") {
+      // Whether the guest firewall admits the rewritten forwards is for their events, not for
+      // the caller: a pre-start hook's ack means the rules are live and need not wait for a
+      // read of the filter table (≈ 10 ms; more with pve-firewall's rules, and most of the
+      // hook's wait beyond the restore at 1000 guests). The next cycle waits for these events.
+      const done = deps
+        .admission(newPlan, guests, runner.backend)
+        .then(tell, () => tell())
+        .catch((err: unknown) => log.error({ err: message(err) }, "publishing events failed"))
+        .finally(() => {
+          if (reporting === done) reporting = null;
+        });
+      reporting = done;
+    } else tell();
     return {
       plan: newPlan,
       rendered,
@@ -362,6 +387,8 @@ export function createApplier(deps: ApplierDeps): Applier {
       if (retryTimer !== null) clock.clearTimeout(retryTimer);
       retryTimer = null;
       await queue.stop(new Error("pve-nat daemon is stopping"));
+      await settled();
     },
+    settled,
   };
 }

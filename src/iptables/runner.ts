@@ -92,8 +92,14 @@ export function runnerFor(backend: Backend, warning?: string): Runner {
   };
 }
 
-/** The `filter` table, read only (check's diagnosis of FORWARD); pve-nat never writes it. */
+/** The `filter` table, read only (the guest firewall admission after a restore, check's
+ *  diagnosis of FORWARD); pve-nat never writes it. On nf_tables `-S` of that table alone, as
+ *  for the drift reads: iptables-nft-save lists the whole ruleset, and at 1000 guests the nat
+ *  table made it ≈ 90 ms against ≈ 10 ms, paid by every pre-start hook of a guest whose
+ *  firewall filters. */
 export function saveFilter(backend: Backend): Promise<string> {
+  if (backend === "nft")
+    return run("iptables-nft", ["-t", "filter", "-S"]).then((out) => specToSave("filter", out));
   return run(`iptables-${backend}-save`, ["-t", "filter"]);
 }
 

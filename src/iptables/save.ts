@@ -35,7 +35,7 @@ const APPEND = /^-A (\S+) /;
 /** `iptables -t <table> -S` output as `iptables-save -t <table>` prints it (without counters):
  *  `-P CHAIN POLICY` → `:CHAIN POLICY [0:0]`, `-N CHAIN` → `:CHAIN - [0:0]`; rule lines are
  *  printed by the same code in both and pass unchanged. */
-export function specToSave(table: "nat" | "raw", text: string): string {
+export function specToSave(table: "nat" | "raw" | "filter", text: string): string {
   // -S prints the policies and chains before the rules: only that head is rewritten, the rules
   // (nearly all of the text) are passed on as one piece.
   const at = text.startsWith("-A ") ? 0 : text.indexOf("\n-A ") + 1 || text.length;

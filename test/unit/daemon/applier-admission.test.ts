@@ -6,10 +6,17 @@ import type { BusEvent } from "../../../src/bus/protocol.js";
 import { createApplier } from "../../../src/daemon/applier.js";
 import type { Admission } from "../../../src/diagnose/admission.js";
 import type { Owner } from "../../../src/model.js";
-import { fakeClock, type GuestSpec, makePlan, silent } from "../../helpers/fixtures.js";
+import {
+  deferred,
+  fakeClock,
+  type GuestSpec,
+  makePlan,
+  settle,
+  silent,
+} from "../../helpers/fixtures.js";
 import { simKernel } from "../../helpers/sim-kernel.js";
 
-function setup(initial: GuestSpec[]) {
+function setup(initial: GuestSpec[], gate?: Promise<void>) {
   let guests = initial;
   const events: BusEvent[] = [];
   const asked: Owner[][] = [];
@@ -21,6 +28,7 @@ function setup(initial: GuestSpec[]) {
     clock: fakeClock(),
     admission: async (plan, owners) => {
       asked.push([...owners]);
+      await gate;
       // vm107's forwards are not admitted yet; every other guest's are.
       const m = new Map<number, Admission>();
       plan.forwards.forEach((f, i) => {
@@ -44,6 +52,7 @@ describe("guest firewall admission in applied events", () => {
       { vmid: 108, port: 823 },
     ]);
     await s.applier.apply({ full: true });
+    await s.applier.settled();
     expect(s.asked).toEqual([[107, 108]]);
     const applied = s.events.filter((e) => e.type === "applied");
     expect(applied.find((e) => e.vmid === 107)?.guest_firewall).toEqual({
@@ -69,5 +78,34 @@ describe("guest firewall admission in applied events", () => {
     const n = s.asked.length;
     await s.applier.apply({ check: true }); // nothing differs from the live chains: no restore
     expect(s.asked.length).toBe(n);
+  });
+
+  it("answers the caller once the rules are live; the events follow the firewall's answer, in order", async () => {
+    const gate = deferred();
+    const s = setup(
+      [
+        { vmid: 107, port: 822 },
+        { vmid: 108, port: 823 },
+      ],
+      gate.promise,
+    );
+    // A pre-start's ack does not wait for the filter table to be read.
+    const first = await s.applier.apply({ owners: [107, 108] });
+    expect(first.restored).toBe(true);
+    expect(s.events.filter((e) => e.type === "applied")).toHaveLength(0);
+    // The next cycle waits for those events before it publishes its own.
+    s.setGuests([
+      { vmid: 107, port: 822 },
+      { vmid: 108, port: 824 },
+    ]);
+    const second = s.applier.apply({ owners: [108] });
+    await settle();
+    expect(s.events).toHaveLength(0);
+    gate.resolve();
+    await second;
+    await s.applier.settled();
+    const applied = s.events.filter((e) => e.type === "applied").map((e) => e.vmid);
+    expect(applied).toEqual([107, 108, 108]);
+    expect(s.events.find((e) => e.vmid === 107)?.guest_firewall?.state).toBe("pending");
   });
 });

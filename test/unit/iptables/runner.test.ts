@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseFilterSave } from "../../../src/diagnose/filter.js";
 import { backendOfVersion } from "../../../src/iptables/runner.js";
 import { parseSave } from "../../../src/iptables/save.js";
 
@@ -16,7 +17,7 @@ let driver: string;
 
 // Runs one runner call in the namespace: mode, then an op ("restore" reads stdin, "save" table).
 const DRIVER = `
-import { createRunner } from ${JSON.stringify(join(process.cwd(), "src/iptables/runner.ts"))};
+import { createRunner, saveFilter } from ${JSON.stringify(join(process.cwd(), "src/iptables/runner.ts"))};
 async function main() {
   const [mode, op, arg] = process.argv.slice(2);
   const r = await createRunner(mode);
@@ -27,6 +28,7 @@ async function main() {
       for await (const c of process.stdin) chunks.push(c);
       await r.restore(Buffer.concat(chunks).toString());
     } else if (op === "save") out.save = await r.save(arg, process.argv[5] === "-c");
+    else if (op === "filter") out.save = await saveFilter(r.backend);
   } catch (e) {
     out.error = { name: e.name, message: e.message, exitCode: e.exitCode, stderr: e.stderr };
   }
@@ -113,6 +115,40 @@ describe("iptables runner (in a fresh namespace)", () => {
     expect(live.chains.get("PVENAT-RAW")).toEqual(["-A PVENAT-RAW -i fwbr+ -j CT --zone 1"]);
     expect(live.jumps).toHaveLength(2);
   });
+
+  it.each(["nft", "legacy"] as const)(
+    "%s: the filter table reads as iptables-save prints it (nft: that table only)",
+    (mode) => {
+      // pve-firewall's shape: policies, its chains, conntrack and comment matches, jumps.
+      sh(
+        `iptables-${mode}-restore`,
+        [],
+        [
+          "*filter",
+          ":INPUT ACCEPT [0:0]",
+          ":FORWARD DROP [0:0]",
+          ":OUTPUT ACCEPT [0:0]",
+          ":PVEFW-FORWARD - [0:0]",
+          ":tap107i0-IN - [0:0]",
+          "-A FORWARD -j PVEFW-FORWARD",
+          "-A PVEFW-FORWARD -m conntrack --ctstate INVALID -j DROP",
+          "-A PVEFW-FORWARD -o fwbr107i0 -j tap107i0-IN",
+          '-A tap107i0-IN -p tcp -m tcp --dport 22 -m comment --comment "PVESIG:x" -j ACCEPT',
+          "-A tap107i0-IN -j DROP",
+          "COMMIT",
+          "",
+        ].join("\n"),
+      );
+      const text = String(inNs([mode, "filter"]).save);
+      if (mode === "nft") expect(text).not.toContain("# Generated");
+      const table = parseFilterSave(text);
+      expect(table).toEqual(parseFilterSave(sh(`iptables-${mode}-save`, ["-t", "filter"])));
+      expect(table.policies.get("FORWARD")).toBe("DROP");
+      expect(table.chains.get("tap107i0-IN")).toHaveLength(2);
+      // The auto-detection test below looks for PVEFW- chains: leave none behind.
+      sh(`iptables-${mode}-restore`, [], "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+    },
+  );
 
   it("a rejected payload throws CommandError carrying stderr and the exit code", () => {
     const out = inNs(["nft", "restore"], "*nat\n-A NO-SUCH-CHAIN -j ACCEPT\nCOMMIT\n");
