@@ -972,17 +972,52 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return r?.fw ?? null;
   }
 
-  let lastInput: { key: string; value: NodeInput } | null = null;
+  let lastInput: {
+    changes: number;
+    pending: string;
+    pendingSet: ReadonlySet<number>;
+    value: NodeInput;
+  } | null = null;
 
   /** The same object while nothing it depends on changed (callers must not mutate it). */
   function input(opts: InputOptions = {}): NodeInput {
     if (!primed) throw new Error("node source: refresh() before input()");
     if (opts.config) return build(opts);
-    const key = `${changes}\0${[...(opts.pending ?? [])].sort((a, b) => a - b).join(",")}`;
-    if (lastInput?.key === key) return lastInput.value;
+    const pendingSet = new Set(opts.pending ?? []);
+    const pending = [...pendingSet].sort((a, b) => a - b).join(",");
+    if (lastInput?.changes === changes) {
+      if (lastInput.pending === pending) return lastInput.value;
+      // Only the pending set moved (a pre-start, a start grace ending): files and run states
+      // are as last built, so only the guests that joined or left it can change state.
+      // Rebuilding every guest's entry for that cost each pre-start ≈ 6 ms at 1000 guests.
+      const value = withPending(lastInput.value, lastInput.pendingSet, pendingSet);
+      lastInput = { changes, pending, pendingSet, value };
+      return value;
+    }
     const value = build(opts);
-    lastInput = { key, value };
+    lastInput = { changes, pending, pendingSet, value };
     return value;
+  }
+
+  /** `value` as build() would make it with `now` pending instead of `was`: a guest that is not
+   *  running is "starting" while pending, else "stopped". The same object when no guest's
+   *  state changes (a pre-start of a running guest). */
+  function withPending(
+    value: NodeInput,
+    was: ReadonlySet<number>,
+    now: ReadonlySet<number>,
+  ): NodeInput {
+    let guests: NodeInput["guests"] | null = null;
+    for (const vmid of [...was, ...now]) {
+      if (was.has(vmid) === now.has(vmid)) continue;
+      const g = value.guests[vmid];
+      if (!g || g.state === "running") continue;
+      const state: RunState = now.has(vmid) ? "starting" : "stopped";
+      if (g.state === state) continue;
+      guests ??= { ...value.guests };
+      guests[vmid] = { ...g, state };
+    }
+    return guests === null ? value : { ...value, guests };
   }
 
   function build(opts: InputOptions): NodeInput {

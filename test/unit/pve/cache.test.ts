@@ -111,10 +111,12 @@ describe("cached node source", () => {
 
     const source = createNodeSource(paths, opts());
     const pending = new Set([103]);
-    const check = async (scope: RefreshScope, what: string) => {
-      await source.refresh(scope);
+    const check = async (scope: RefreshScope | null, what: string) => {
+      if (scope) await source.refresh(scope);
+      // Before loadNode: its own source bumps the change count all sources share.
+      const got = comparable(source.input({ pending }));
       const want = await loadNode(paths, { pending });
-      expect(comparable(source.input({ pending })), what).toStrictEqual(comparable(want));
+      expect(got, what).toStrictEqual(comparable(want));
       expect(source.input({ pending })).toMatchObject({
         hostPorts: { any: expect.any(Array), at: expect.any(Object) },
       });
@@ -196,7 +198,41 @@ describe("cached node source", () => {
         scope = { all: true };
       }
       await check(scope, `seed ${seed} step ${step}: ${what}`);
+      if (r() < 0.5) {
+        // A pre-start or the end of a start grace: only the pending set moves.
+        const v = vmids[Math.floor(r() * vmids.length)] as number;
+        if (pending.has(v)) pending.delete(v);
+        else pending.add(v);
+        // No refresh: nothing on disk changed, so input() derives it from the last build.
+        await check(null, `seed ${seed} step ${step}: vm${v} pending or not`);
+      }
     }
+  });
+
+  it("a pending change rebuilds only that guest's entry", async () => {
+    const { root, paths } = await tempRoot("pvenat-cache-", roots);
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [105, 106, 107].map((vmid) => ({
+        vmid,
+        kind: "lxc" as const,
+        conf: "hostname: b\n",
+      })),
+    });
+    const source = createNodeSource(paths);
+    await source.refresh({ all: true });
+    const before = source.input({ pending: new Set() });
+    expect(before.guests[105]?.state).toBe("stopped");
+    const after = source.input({ pending: new Set([105]) });
+    expect(after.guests[105]?.state).toBe("starting");
+    expect(after.guests[106]).toBe(before.guests[106]);
+    expect(after.guests[105]?.conf).toBe(before.guests[105]?.conf);
+    expect(comparable(after)).toStrictEqual(
+      comparable(await loadNode(paths, { pending: new Set([105]) })),
+    );
+    // Back to no guest pending: stopped again.
+    expect(source.input({ pending: new Set() }).guests[105]?.state).toBe("stopped");
   });
 
   it.each(
