@@ -26,6 +26,7 @@ import {
   vmids,
   writeNode,
 } from "./simnode.js";
+import { timedSpawn } from "./spawn.js";
 import { mean, median, r1, r2, type Summary, summarize } from "./stats.js";
 
 export interface Runs {
@@ -290,7 +291,7 @@ async function applyAndFloor(
       // Alternate the order so neither side always runs right after the other's work.
       const floorFirst = i % 2 === 0;
       const doFloor = async () => {
-        const r = await timed(restore, payload);
+        const r = await timedSpawn(restore, payload);
         if (r.code !== 0) throw new Error(`floor restore failed: ${r.stderr}`);
         if (record) floor.push(r.ms);
       };
