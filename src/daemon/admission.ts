@@ -1,5 +1,6 @@
 // The I/O half of diagnose/admission.ts, for the daemon (after a restore) and `status`: one
-// `iptables-save -t filter`, and only when a forward's guest firewall filters.
+// read of the filter table (runner.ts saveFilter), and only when a forward's guest firewall
+// filters.
 import { type Admission, admissionTargets, judgeAdmission } from "../diagnose/admission.js";
 import { parseFilterSave } from "../diagnose/filter.js";
 import { type Backend, saveFilter } from "../iptables/runner.js";
