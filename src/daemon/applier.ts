@@ -302,8 +302,8 @@ export function createApplier(deps: ApplierDeps): Applier {
     if (deps.admission && guests.size > 0 && sync.payload !== "") {
       // Whether the guest firewall admits the rewritten forwards is for their events, not for
       // the caller: a pre-start hook's ack means the rules are live and need not wait for a
-      // read of the filter table (≈ 10 ms; more with pve-firewall's rules, and most of the
-      // hook's wait beyond the restore at 1000 guests). The next cycle waits for these events.
+      // read of the filter table (≈ 10–15 ms at 1000 guests, more with pve-firewall's rules).
+      // The next cycle waits for these events, so events keep the order of their cycles.
       const done = deps
         .admission(newPlan, guests, runner.backend)
         .then(tell, () => tell())
