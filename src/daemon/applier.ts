@@ -229,13 +229,15 @@ export function createApplier(deps: ApplierDeps): Applier {
     const full = batch.full || nextFull;
     // Only what this batch is about is re-read; the watcher re-reads everything each poll.
     // A check (watcher) or drift cycle also re-reads every guest's run state; a verify
-    // (post-start) only its guests' files and run state.
+    // (post-start) only its guests' run state.
+    const verify = [...batch.verify].filter((o): o is number => o !== "NODE");
     const scope: LoadScope =
       full || batch.all
         ? { all: true }
         : {
-            owners: [...new Set([...batch.owners, ...batch.verify])],
+            owners: [...batch.owners],
             runState: batch.check || batch.drift,
+            ...(verify.length > 0 ? { runStateOf: verify } : {}),
           };
     const newPlan = await deps.load(scope);
     const tLoaded = clock.now();

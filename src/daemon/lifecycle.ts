@@ -62,7 +62,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     async postStart(vmid) {
       down.delete(vmid);
       // Usually live since pre-start: rewrite only if the plan differs, so the first
-      // connections' counters survive. Only this guest is re-read: every guest's run state (a
+      // connections' counters survive. Only this guest's run state is re-read: every guest's (a
       // /proc/net/unix scan and a pidfile stat per guest at 1000 guests) is the watcher's job,
       // each poll, and a post-start cycle now takes 3–6 ms there.
       const r = await applier.apply({ verify: [vmid] });

@@ -7,8 +7,8 @@ import type { NatPlan, Owner } from "../model.js";
 /** What to (re)apply: some owners (rewritten even if unchanged), every owner (entry included),
  *  or a full sync that re-reads the live state first. `check` writes only owners whose plan
  *  differs from what pve-nat last wrote (the watcher: rewriting an unchanged chain would reset
- *  its counters); `verify` does the same after re-reading only the given owners (post-start:
- *  one guest, not every guest's run state); `drift` re-reads the live state and repairs only
+ *  its counters); `verify` does the same after re-reading only the given guests' run state
+ *  (post-start: one guest, not every guest's); `drift` re-reads the live state and repairs only
  *  what differs. */
 export type ApplyTarget =
   | { owners: Owner[] }

@@ -31,7 +31,7 @@ describe("applier load scope", () => {
       { all: true },
       { owners: [101, "NODE"], runState: false },
       { owners: [], runState: true },
-      { owners: [101], runState: false },
+      { owners: [], runState: false, runStateOf: [101] },
       { owners: [], runState: true },
       { all: true },
     ]);

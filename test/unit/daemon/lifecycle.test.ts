@@ -100,7 +100,7 @@ describe("lifecycle", () => {
     // Already live and unchanged: no restore, so the chain's counters are kept. Only this
     // guest was re-read, not every guest's run state (the watcher's job).
     expect(n.kernel.payloads).toHaveLength(restores);
-    expect(n.scopes.at(-1)).toEqual({ owners: [101], runState: false });
+    expect(n.scopes.at(-1)).toEqual({ owners: [], runState: false, runStateOf: [101] });
     expect(ackMessage(101, r, false)).toBe("1 forward live (1 rule)");
     expect(n.started).toEqual([101]);
     n.clock.advance(GRACE);

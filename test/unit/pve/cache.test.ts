@@ -209,6 +209,35 @@ describe("cached node source", () => {
     }
   });
 
+  it("runStateOf re-reads those guests' run state and none of their files", async () => {
+    const { root, path, paths } = await tempRoot("pvenat-cache-", roots);
+    const conf =
+      "name: vm102\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.2/24\n";
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [
+        { vmid: 102, kind: "qemu", conf, fw: "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # NAT:822\n" },
+      ],
+    });
+    const source = createNodeSource(paths);
+    await source.refresh({ all: true });
+    expect(source.input().guests[102]?.state).toBe("stopped");
+    await startGuest({ root, vmid: 102, kind: "qemu", ns: null, track: (b) => children.push(b) });
+    await writeFile(
+      path("/etc/pve/firewall/102.fw"),
+      "[RULES]\n\nIN ACCEPT -p tcp -dport 23 # NAT:823\n",
+    );
+    await source.refresh({ owners: [], runStateOf: [102] });
+    const g = source.input().guests[102];
+    expect(g?.state).toBe("running");
+    // The .fw edit is the watcher's (or a guest event's) to see, not a post-start's.
+    expect(g?.fw?.rules.map((r) => r.line)).toEqual([3]);
+    expect(JSON.stringify(g?.fw?.rules)).toContain('"22"');
+    await source.refresh({ owners: [102] });
+    expect(JSON.stringify(source.input().guests[102]?.fw?.rules)).toContain('"23"');
+  });
+
   it("a pending change rebuilds only that guest's entry", async () => {
     const { root, paths } = await tempRoot("pvenat-cache-", roots);
     await writeNode({
