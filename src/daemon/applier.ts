@@ -230,7 +230,7 @@ export function createApplier(deps: ApplierDeps): Applier {
     // Only what this batch is about is re-read; the watcher re-reads everything each poll.
     // A check (watcher) or drift cycle also re-reads every guest's run state; a verify
     // (post-start) only its guests' run state.
-    const verify = [...batch.verify].filter((o): o is number => o !== "NODE");
+    const verify = [...batch.verify];
     const scope: LoadScope =
       full || batch.all
         ? { all: true }

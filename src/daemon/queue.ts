@@ -15,7 +15,7 @@ export type ApplyTarget =
   | { all: true }
   | { full: true }
   | { check: true }
-  | { verify: Owner[] }
+  | { verify: number[] }
   | { drift: true };
 
 export interface ApplyResult {
@@ -31,8 +31,8 @@ export interface ApplyResult {
 
 export interface Batch {
   owners: Set<Owner>;
-  /** Re-read, but written only if their plan differs (`verify`). */
-  verify: Set<Owner>;
+  /** Guests whose run state is re-read; written only if their plan differs (`verify`). */
+  verify: Set<number>;
   all: boolean;
   full: boolean;
   drift: boolean;

@@ -981,30 +981,21 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return r?.fw ?? null;
   }
 
-  let lastInput: {
-    changes: number;
-    pending: string;
-    pendingSet: ReadonlySet<number>;
-    value: NodeInput;
-  } | null = null;
+  let lastInput: { changes: number; pending: ReadonlySet<number>; value: NodeInput } | null = null;
 
   /** The same object while nothing it depends on changed (callers must not mutate it). */
   function input(opts: InputOptions = {}): NodeInput {
     if (!primed) throw new Error("node source: refresh() before input()");
     if (opts.config) return build(opts);
-    const pendingSet = new Set(opts.pending ?? []);
-    const pending = [...pendingSet].sort((a, b) => a - b).join(",");
-    if (lastInput?.changes === changes) {
-      if (lastInput.pending === pending) return lastInput.value;
-      // Only the pending set moved (a pre-start, a start grace ending): files and run states
-      // are as last built, so only the guests that joined or left it can change state.
-      // Rebuilding every guest's entry for that cost each pre-start ≈ 6 ms at 1000 guests.
-      const value = withPending(lastInput.value, lastInput.pendingSet, pendingSet);
-      lastInput = { changes, pending, pendingSet, value };
-      return value;
-    }
-    const value = build(opts);
-    lastInput = { changes, pending, pendingSet, value };
+    const pending = new Set(opts.pending ?? []);
+    // Files and run states as last built: only guests that joined or left the pending set (a
+    // pre-start, a start grace ending) can change state, so only they are re-derived.
+    // Rebuilding every guest's entry for that cost each pre-start ≈ 6 ms at 1000 guests.
+    const value =
+      lastInput?.changes === changes
+        ? withPending(lastInput.value, lastInput.pending, pending)
+        : build(opts);
+    lastInput = { changes, pending, value };
     return value;
   }
 
