@@ -128,30 +128,13 @@ export async function run(
     child.on("close", (code, signal) => {
       clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
-      let stdout: string;
-      const memo = code === 0 && !timedOut && !tooMuch ? opts.memo : undefined;
-      if (memo) {
-        const digest = digestOf(out);
-        if (digest !== memo.digest) {
-          memo.digest = digest;
-          memo.stdout = Buffer.concat(out).toString("utf8");
-        }
-        stdout = memo.stdout;
-      } else stdout = Buffer.concat(out).toString("utf8");
-      const stderr = Buffer.concat(err).toString("utf8");
+      const r = ended(cmd, opts, { code, signal, timedOut, tooMuch, out, err });
       // A spawn failure (ENOENT, EACCES) closes with a negative errno as its "code".
       if (spawnError !== null && !timedOut && !tooMuch) {
-        resolve({ ...notRun(spawnError), stdout, stderr });
+        resolve({ ...notRun(spawnError), stdout: r.stdout, stderr: r.stderr });
         return;
       }
-      const failed = timedOut || tooMuch || code === null;
-      resolve({
-        code: failed ? null : code,
-        stdout,
-        stderr,
-        timedOut,
-        failure: !failed ? null : failureText(cmd, opts, timedOut, tooMuch, signal),
-      });
+      resolve(r);
     });
     if (opts.input !== undefined && child.stdin) {
       // A command that exits without reading its input closes the pipe: not our failure.
@@ -159,20 +142,6 @@ export async function run(
       child.stdin.end(opts.input);
     }
   });
-}
-
-function failureText(
-  cmd: string,
-  opts: RunOptions,
-  timedOut: boolean,
-  tooMuch: boolean,
-  signal: string | null,
-): string {
-  return timedOut
-    ? `${cmd} timed out after ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`
-    : tooMuch
-      ? `${cmd} printed more than ${MAX_OUTPUT_BYTES} bytes`
-      : `${cmd} was killed by ${signal ?? "a signal"}`;
 }
 
 /** Signal number → name ("SIGKILL"), as child_process reports it. */
@@ -210,27 +179,62 @@ async function runNative(
       new Error(REPORTED_WITH_NAME.has(name) ? `spawn ${cmd} ${name}` : `spawn ${name}`),
     );
   }
-  const { timedOut, tooMuch, code } = r;
-  let stdout: string;
+  return ended(cmd, opts, {
+    code: r.code,
+    signal: r.signal === null ? null : signalName(r.signal),
+    timedOut: r.timedOut,
+    tooMuch: r.tooMuch,
+    out: [r.stdout],
+    err: [r.stderr],
+  });
+}
+
+/** How a command that ran ended, whichever way it was started. */
+interface Ending {
+  code: number | null;
+  /** The signal's name ("SIGKILL") when one ended it. */
+  signal: string | null;
+  timedOut: boolean;
+  tooMuch: boolean;
+  out: readonly Buffer[];
+  err: readonly Buffer[];
+}
+
+/** Both spawners' result: output decoded (through the memo after a clean exit 0), and a
+ *  failure text when the command did not end by itself. */
+function ended(cmd: string, opts: RunOptions, e: Ending): RunResult {
+  const { code, timedOut, tooMuch } = e;
   const memo = code === 0 && !timedOut && !tooMuch ? opts.memo : undefined;
+  let stdout: string;
   if (memo) {
-    const digest = digestOf([r.stdout]);
+    const digest = digestOf(e.out);
     if (digest !== memo.digest) {
       memo.digest = digest;
-      memo.stdout = r.stdout.toString("utf8");
+      memo.stdout = text(e.out);
     }
     stdout = memo.stdout;
-  } else stdout = r.stdout.toString("utf8");
-  const stderr = r.stderr.toString("utf8");
+  } else stdout = text(e.out);
   const failed = timedOut || tooMuch || code === null;
-  const signal = r.signal === null ? null : signalName(r.signal);
   return {
     code: failed ? null : code,
     stdout,
-    stderr,
+    stderr: text(e.err),
     timedOut,
-    failure: !failed ? null : failureText(cmd, opts, timedOut, tooMuch, signal),
+    failure: !failed
+      ? null
+      : timedOut
+        ? `${cmd} timed out after ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`
+        : tooMuch
+          ? `${cmd} printed more than ${MAX_OUTPUT_BYTES} bytes`
+          : `${cmd} was killed by ${e.signal ?? "a signal"}`,
   };
+}
+
+/** The chunks as UTF-8; one chunk (the addon's whole output) without a copy. */
+function text(chunks: readonly Buffer[]): string {
+  return chunks.length === 1
+    ? (chunks[0] as Buffer).toString("utf8")
+    : Buffer.concat(chunks).toString("utf8");
 }
 
 function notRun(err: unknown): RunResult {

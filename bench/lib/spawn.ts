@@ -3,26 +3,17 @@
 // child_process would carry the fork() of this bench process (its page tables: ≈ 4–5 ms here),
 // a cost that belongs to neither iptables nor the daemon, and at 10 guests the daemon's whole
 // apply (6–8 ms) came out below such a floor (12 ms).
-import { mkdirSync, rmSync } from "node:fs";
-import path from "node:path";
-// @ts-expect-error: plain ESM build script without type declarations
-import { compileNative } from "../../packaging/native.mjs";
 import type { Native } from "../../src/native/addon.js";
+import { loadTestNative } from "../../test/helpers/native.js";
 import type { Timed } from "./proc.js";
 
 let native: Native | null = null;
 
 function load(): Native {
   if (native) return native;
-  const repo = process.env.PVE_NAT_REPO ?? process.cwd();
-  const dir = path.join(repo, "node_modules/.cache/pve-nat-bench");
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `pve-nat-${process.pid}.node`);
-  compileNative({ repo, out: file });
-  const mod = { exports: {} as Native };
-  process.dlopen(mod, file);
-  rmSync(file); // mapped; the file is not needed any more
-  native = mod.exports;
+  const loaded = loadTestNative();
+  loaded.dispose(); // mapped; the file is not needed any more
+  native = loaded.native;
   return native;
 }
 

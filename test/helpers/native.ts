@@ -1,5 +1,5 @@
 // pve-nat's own addon (src/native/*.c), compiled as the package build compiles it, loaded into
-// the test process. Compiled once per test file into a temporary directory.
+// the test process (and the bench's). Compiled once per test file into a temporary directory.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -7,10 +7,10 @@ import path from "node:path";
 import { compileNative } from "../../packaging/native.mjs";
 import type { Native } from "../../src/native/addon.js";
 
-const repo = path.resolve(import.meta.dirname, "../..");
-
-/** Compiles and loads the addon; `dispose` removes the file (the mapping stays loaded). */
+/** Compiles and loads the addon; `dispose` removes the file (the mapping stays loaded). The
+ *  bench, bundled to CommonJS where import.meta is empty, names the repo in PVE_NAT_REPO. */
 export function loadTestNative(): { native: Native; dispose(): void } {
+  const repo = process.env.PVE_NAT_REPO ?? path.resolve(import.meta.dirname, "../..");
   const dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-native-"));
   const file = path.join(dir, "pve-nat.node");
   compileNative({ repo, out: file });
