@@ -1,11 +1,11 @@
-// Compiles pve-nat's own addon (src/native/*.c: the daemon's page trimming, batch stat and
-// posix_spawn, issue 10) into a Node-API addon. Used by build.mjs for the executable and by
-// the addon's own tests.
+// Compiles pve-nat's own addon (src/native/*.c: the daemon's page trimming, batch stat,
+// posix_spawn and the tables' change token, issue 10) into a Node-API addon. Used by build.mjs
+// for the executable and by the addon's own tests.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 
-export const NATIVE_SOURCES = ["module.c", "pagedrop.c", "spawn.c", "statmany.c"];
+export const NATIVE_SOURCES = ["module.c", "pagedrop.c", "spawn.c", "statmany.c", "tables.c"];
 
 /**
  * Plain C against Node-API's headers (node-api-headers, from npm ci): no node-gyp; the

@@ -10,7 +10,7 @@ import { type Backend, createRunner, detectBackend, runnerFor } from "../iptable
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config, NodeInput } from "../model.js";
-import { loadNative } from "../native/addon.js";
+import { loadNative, statPaths } from "../native/addon.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
@@ -160,9 +160,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
   const source = createNodeSource(paths, {
     agent: createAgentCache({ log }),
-    ...(native
-      ? { statMany: (p: readonly string[], out: Float64Array) => native.statMany(p, out) }
-      : {}),
+    ...(native ? { statMany: statPaths(native) } : {}),
   });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   let lastInput: NodeInput | null = null;
@@ -183,6 +181,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     log,
     clock,
     conntrack: conntrackCleaner(log),
+    ...(native ? { tablesToken: (backend: Backend) => native.tablesToken(backend) } : {}),
     onCycle: (seconds, ok) => {
       metrics.applied(seconds, ok);
       writer?.kick();

@@ -53,9 +53,14 @@ export interface Native {
   /** pagedrop.c: gives back the resident pages of the executable's clean read-only mappings;
    *  the bytes released (-1: smaps unreadable). */
   drop(): number;
-  /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of paths[i] (as fs.Stats has
-   *  them); out[4i] = -errno when the stat failed. */
-  statMany(paths: readonly string[], out: Float64Array): void;
+  /** statmany.c: prepares the paths for statMany (converted once, grouped by directory). */
+  statBatch(paths: readonly string[]): StatBatch;
+  /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of the batch's paths[i] (as
+   *  fs.Stats has them); out[4i] = -errno when the stat failed. */
+  statMany(batch: StatBatch, out: Float64Array): void;
+  /** tables.c: a token that stays the same while the backend's nat and raw tables read the
+   *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
+  tablesToken(backend: "nft" | "legacy"): string | null;
   /** spawn.c: runs `file` (looked up in PATH) with `args`, `input` on its stdin (null: stdin is
    *  /dev/null; a string goes as UTF-8), on a thread of its own; resolves when it has exited
    *  and both outputs are read. Why: libuv starts children with fork(), whose cost grows with
@@ -72,6 +77,23 @@ export interface Native {
     timeoutMs: number,
     maxOutputBytes: number,
   ): Promise<NativeSpawnResult>;
+}
+
+/** A statBatch() result: opaque, freed with the last reference. */
+export type StatBatch = { readonly __statBatch: unique symbol };
+
+/** statMany over a list of paths, each array prepared once (the node source passes the same
+ *  array on every poll until its guest list changes). */
+export function statPaths(native: Native): (paths: readonly string[], out: Float64Array) => void {
+  const batches = new WeakMap<readonly string[], StatBatch>();
+  return (paths, out) => {
+    let batch = batches.get(paths);
+    if (batch === undefined) {
+      batch = native.statBatch(paths);
+      batches.set(paths, batch);
+    }
+    native.statMany(batch, out);
+  };
 }
 
 export interface NativeSpawnResult {

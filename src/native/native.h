@@ -5,7 +5,9 @@
 #include <node_api.h>
 
 napi_value Drop(napi_env env, napi_callback_info info);     /* pagedrop.c */
+napi_value StatBatch(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */
+napi_value TablesToken(napi_env env, napi_callback_info info); /* tables.c */
 napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
 
 #endif

@@ -43,7 +43,7 @@ async function spawnWorks(native: Native): Promise<boolean> {
 
 function statManyAgrees(native: Native, dir: string): boolean {
   const out = new Float64Array(8);
-  native.statMany([dir, path.join(dir, "absent")], out);
+  native.statMany(native.statBatch([dir, path.join(dir, "absent")]), out);
   const st = statSync(dir);
   return (
     out[0] === st.ino &&

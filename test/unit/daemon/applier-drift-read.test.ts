@@ -1,6 +1,8 @@
 // The drift check reads the tables every drift_interval_ms; what it read is parsed only when
 // it differs from the last read (issue 10: at 1000 guests the parse was most of an idle drift
-// check's own CPU). A change by anyone must still be parsed, found and repaired.
+// check's own CPU), and with the kernel's token (src/native/tables.c) not even read while the
+// token holds (the iptables children were most of the rest). A change by anyone must still be
+// read, found and repaired.
 import { describe, expect, it, vi } from "vitest";
 import { createApplier } from "../../../src/daemon/applier.js";
 import * as save from "../../../src/iptables/save.js";
@@ -12,13 +14,18 @@ vi.mock("../../../src/iptables/save.js", async (importOriginal) => {
   return { ...mod, parseSave: vi.fn(mod.parseSave) };
 });
 
-function setup() {
+function setup(opts: { token?: (backend: "nft" | "legacy") => string | null } = {}) {
   const kernel = simKernel();
   let reads = 0;
+  // As nf_tables' generation id: every committed change moves it.
+  let generation = 0;
   // iptables-save stamps every read; the builtin chains' counters move with traffic.
   const runner = {
     backend: kernel.backend,
-    restore: (payload: string) => kernel.restore(payload),
+    async restore(payload: string) {
+      await kernel.restore(payload);
+      generation++;
+    },
     async save(table: "nat" | "raw", counters?: boolean) {
       reads++;
       const text = await kernel.save(table, counters);
@@ -35,9 +42,21 @@ function setup() {
     publish: () => {},
     log: silent,
     clock: fakeClock(),
+    ...(opts.token ? { tablesToken: opts.token } : {}),
   });
   const parses = () => vi.mocked(save.parseSave).mock.calls.length;
-  return { kernel, applier, parses };
+  return {
+    kernel,
+    applier,
+    parses,
+    reads: () => reads,
+    generation: () => generation,
+    /** Someone else's change: the tables and the generation move. */
+    edit(...a: Parameters<typeof kernel.edit>) {
+      kernel.edit(...a);
+      generation++;
+    },
+  };
 }
 
 describe("drift check: reading the live tables", () => {
@@ -70,5 +89,55 @@ describe("drift check: reading the live tables", () => {
     t.kernel.edit("nat", (c) => c.set("PVENAT-101-DNAT", lines));
     expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
     expect(t.parses()).toBe(afterFull + 3);
+  });
+
+  it("runs no iptables while the kernel's token holds; reads, finds and repairs once it moves", async () => {
+    let asked = 0;
+    let g = () => 0;
+    const t = setup({
+      token: (backend) => {
+        asked++;
+        return `${backend}:${g()}`;
+      },
+    });
+    g = t.generation;
+    await t.applier.apply({ full: true });
+    // The full sync read before its restore; the restore moved the token: read once more.
+    const afterFull = t.reads();
+    expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(t.reads()).toBe(afterFull + 2);
+    for (let i = 0; i < 3; i++)
+      expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(t.reads()).toBe(afterFull + 2);
+    expect(asked).toBeGreaterThanOrEqual(5);
+
+    // Someone deletes a rule (the generation moves): read, found, repaired.
+    t.edit("nat", (c) => c.set("PVENAT-102-DNAT", []));
+    expect(await t.applier.apply({ drift: true })).toMatchObject({
+      restored: true,
+      rendered: [102],
+    });
+    expect(t.reads()).toBe(afterFull + 4);
+    // The repair moved it again: one read of the result, then none.
+    expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(t.reads()).toBe(afterFull + 6);
+    expect(t.kernel.tables.nat.get("PVENAT-102-DNAT")?.length).toBeGreaterThan(0);
+  });
+
+  it("reads every time when the token is unknown or its call fails", async () => {
+    for (const token of [
+      () => null,
+      () => {
+        throw new Error("EPERM");
+      },
+    ]) {
+      const t = setup({ token });
+      await t.applier.apply({ full: true });
+      const before = t.reads();
+      for (let i = 0; i < 3; i++)
+        expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+      expect(t.reads()).toBe(before + 6);
+    }
   });
 });

@@ -1,11 +1,19 @@
 // src/native/statmany.c: the daemon's batch stat must give exactly the numbers fs.statSync
 // gives (the node source compares them with what it stored from statSync), and -errno where
-// statSync fails.
-import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+// statSync fails, on every pass of a batch prepared once.
+import {
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Native } from "../../../src/native/addon.js";
+import { type Native, statPaths } from "../../../src/native/addon.js";
 import { loadTestNative } from "../../helpers/native.js";
 
 const { ENOENT, ENOTDIR, ENAMETOOLONG } = os.constants.errno;
@@ -37,7 +45,7 @@ describe("statMany", () => {
       `/${"x".repeat(5000)}`,
     ];
     const out = new Float64Array(paths.length * 4).fill(7);
-    native.statMany(paths, out);
+    native.statMany(native.statBatch(paths), out);
     for (const [i, p] of paths.slice(0, 3).entries()) {
       const st = statSync(p);
       expect([...out.subarray(4 * i, 4 * i + 4)], p).toStrictEqual([
@@ -52,22 +60,75 @@ describe("statMany", () => {
     expect(out[20]).toBe(-ENAMETOOLONG);
   });
 
-  it("sees a rewrite: other numbers after the file changed", () => {
+  it("sees a rewrite: other numbers from the same batch after the file changed", () => {
     const file = path.join(dir, "108.fw");
     writeFileSync(file, "a");
+    const batch = native.statBatch([file]);
     const before = new Float64Array(4);
-    native.statMany([file], before);
+    native.statMany(batch, before);
     writeFileSync(file, "abc");
     const after = new Float64Array(4);
-    native.statMany([file], after);
+    native.statMany(batch, after);
     expect(after[1]).toBe(3);
     expect(after[1]).not.toBe(before[1]);
   });
 
+  it("stats through the directory as it is now, not as it was when the batch was made", () => {
+    const fw = path.join(dir, "fw");
+    mkdirSync(fw);
+    writeFileSync(path.join(fw, "1.fw"), "one");
+    writeFileSync(path.join(fw, "2.fw"), "two!");
+    const paths = [path.join(fw, "1.fw"), path.join(fw, "2.fw"), path.join(dir, "107.fw")];
+    const stat = statPaths(native);
+    const out = new Float64Array(12);
+    stat(paths, out);
+    expect([out[1], out[5]]).toStrictEqual([3, 4]);
+    // The directory replaced (as a restore from backup would): the new files, not the old.
+    renameSync(fw, path.join(dir, "fw.old"));
+    mkdirSync(fw);
+    writeFileSync(path.join(fw, "1.fw"), "one, again");
+    stat(paths, out);
+    expect(out[0]).toBe(statSync(path.join(fw, "1.fw")).ino);
+    expect(out[1]).toBe(10);
+    expect(out[4]).toBe(-ENOENT);
+    expect(out[8]).toBe(statSync(path.join(dir, "107.fw")).ino);
+    // And gone: every file in it as stat(2) says.
+    rmSync(fw, { recursive: true });
+    stat(paths, out);
+    expect([out[0], out[4]]).toStrictEqual([-ENOENT, -ENOENT]);
+    expect(out[8]).toBeGreaterThan(0);
+  });
+
+  it("takes paths in any order and form: other directories between, relative, trailing /", () => {
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      writeFileSync("rel.fw", "r");
+      const paths = [
+        path.join(dir, "107.fw"),
+        path.join(dir, "sub"),
+        "/",
+        path.join(dir, "107.fw"),
+        "rel.fw",
+        `${path.join(dir, "sub")}/`,
+        `${path.join(dir, "107.fw")}/`,
+      ];
+      const out = new Float64Array(paths.length * 4);
+      native.statMany(native.statBatch(paths), out);
+      for (const [i, p] of paths.slice(0, 6).entries()) expect(out[4 * i], p).toBe(statSync(p).ino);
+      expect(out[24]).toBe(-ENOTDIR);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it("refuses bad arguments instead of writing past the array", () => {
-    expect(() => native.statMany([dir, dir], new Float64Array(7))).toThrow(/Float64Array/);
-    expect(() => native.statMany([dir], new Float32Array(4) as never)).toThrow(/Float64Array/);
-    expect(() => native.statMany([1 as never], new Float64Array(4))).toThrow(/strings/);
-    expect(() => (native.statMany as (...a: unknown[]) => void)([dir])).toThrow(/statMany/);
+    const two = native.statBatch([dir, dir]);
+    expect(() => native.statMany(two, new Float64Array(7))).toThrow(/Float64Array/);
+    expect(() => native.statMany(two, new Float32Array(8) as never)).toThrow(/Float64Array/);
+    expect(() => native.statMany([dir] as never, new Float64Array(4))).toThrow(/statBatch/);
+    expect(() => native.statBatch([1 as never])).toThrow(/strings/);
+    expect(() => native.statBatch("x" as never)).toThrow(/array/);
+    expect(() => (native.statMany as (...a: unknown[]) => void)(two)).toThrow(/statMany/);
   });
 });

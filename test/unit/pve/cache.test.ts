@@ -6,7 +6,7 @@ import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
-import type { Native } from "../../../src/native/addon.js";
+import { type Native, statPaths } from "../../../src/native/addon.js";
 import {
   createNodeSource,
   HOST_PORTS_EVERY_MS,
@@ -40,7 +40,7 @@ afterAll(async () => {
  *  addon's statMany (the single executable). */
 const STATS: [string, () => SourceOptions][] = [
   ["statSync", () => ({})],
-  ["statMany", () => ({ statMany: (p, out) => native.statMany(p, out) })],
+  ["statMany", () => ({ statMany: statPaths(native) })],
 ];
 
 /** hostPorts describe the machine's listening sockets at read time; compared separately. */
@@ -297,8 +297,9 @@ describe("cached node source", () => {
     await new Promise((r) => setTimeout(r, RECENT_MS + 100));
     // A batch stat that can be told to report an older stat of the file.
     let frozen: Float64Array | null = null;
+    const batch = statPaths(native);
     const statMany = (p: readonly string[], out: Float64Array) => {
-      native.statMany(p, out);
+      batch(p, out);
       if (frozen) out.set(frozen);
     };
     const source = createNodeSource(paths, { statMany });
@@ -306,7 +307,7 @@ describe("cached node source", () => {
     await source.refresh({ all: true });
     expect(comment()).toBe("NAT:822");
     const old = new Float64Array(4);
-    native.statMany([fw], old);
+    native.statMany(native.statBatch([fw]), old);
 
     await writeFile(fw, rule(823));
     await utimes(fw, settled, settled);
@@ -326,7 +327,7 @@ describe("cached node source", () => {
     await source.refresh({ all: true });
     expect(comment()).toBe("NAT:824");
     frozen = new Float64Array(4);
-    native.statMany([fw], frozen);
+    native.statMany(native.statBatch([fw]), frozen);
     await writeFile(fw, rule(825));
     await utimes(fw, now, now);
     await source.refresh({ all: true });
