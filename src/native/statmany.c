@@ -69,7 +69,9 @@ napi_value StatBatch(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char path[PATH_MAX];
-  for (uint32_t i = 0; i < n; i++, b->n = i) {
+  for (uint32_t i = 0; i < n; i++) {
+    /* Entries are zeroed by calloc: free_batch may be handed one not yet filled in. */
+    b->n = i + 1;
     napi_value v;
     size_t got;
     struct entry *e = &b->e[i];
@@ -96,13 +98,11 @@ napi_value StatBatch(napi_env env, napi_callback_info info) {
       e->name = strdup(slash + 1);
     }
     if (!e->name || (slash && slash[1] != '\0' && !e->dir)) {
-      b->n = i + 1;
       free_batch(env, b, NULL);
       napi_throw_error(env, NULL, "statBatch: out of memory");
       return NULL;
     }
   }
-  b->n = n;
   napi_value out;
   if (napi_create_external(env, b, free_batch, NULL, &out) != napi_ok) {
     free_batch(env, b, NULL);
