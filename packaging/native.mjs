@@ -5,7 +5,14 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 
-export const NATIVE_SOURCES = ["module.c", "pagedrop.c", "spawn.c", "statmany.c", "tables.c"];
+export const NATIVE_SOURCES = [
+  "module.c",
+  "addrwatch.c",
+  "pagedrop.c",
+  "spawn.c",
+  "statmany.c",
+  "tables.c",
+];
 
 /**
  * Plain C against Node-API's headers (node-api-headers, from npm ci): no node-gyp; the

@@ -56,8 +56,14 @@ export interface Native {
   /** statmany.c: prepares the paths for statMany (converted once, grouped by directory). */
   statBatch(paths: readonly string[]): StatBatch;
   /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of the batch's paths[i] (as
-   *  fs.Stats has them); out[4i] = -errno when the stat failed. */
-  statMany(batch: StatBatch, out: Float64Array): void;
+   *  fs.Stats has them); out[4i] = -errno when the stat failed. Returns how many paths'
+   *  numbers differ from what `out` held before. */
+  statMany(batch: StatBatch, out: Float64Array): number;
+  /** addrwatch.c: a netlink socket told of every IPv4 address change in this namespace;
+   *  closed with the last reference. Throws when netlink is refused. */
+  addrWatch(): AddrWatch;
+  /** addrwatch.c: whether any address change (or a lost message) arrived since the last call. */
+  addrChanged(watch: AddrWatch): boolean;
   /** tables.c: a token that stays the same while the backend's nat and raw tables read the
    *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
   tablesToken(backend: "nft" | "legacy"): string | null;
@@ -82,9 +88,24 @@ export interface Native {
 /** A statBatch() result: opaque, freed with the last reference. */
 export type StatBatch = { readonly __statBatch: unique symbol };
 
+/** An addrWatch() socket: opaque, closed with the last reference. */
+export type AddrWatch = { readonly __addrWatch: unique symbol };
+
+/** addrChanged over one watch made now, or null when netlink is refused (then the caller
+ *  reads /proc/net/fib_trie as it would without the addon). */
+export function addressEvents(native: Native): (() => boolean) | null {
+  let watch: AddrWatch;
+  try {
+    watch = native.addrWatch();
+  } catch {
+    return null;
+  }
+  return () => native.addrChanged(watch);
+}
+
 /** statMany over a list of paths, each array prepared once (the node source passes the same
  *  array on every poll until its guest list changes). */
-export function statPaths(native: Native): (paths: readonly string[], out: Float64Array) => void {
+export function statPaths(native: Native): (paths: readonly string[], out: Float64Array) => number {
   const batches = new WeakMap<readonly string[], StatBatch>();
   return (paths, out) => {
     let batch = batches.get(paths);
@@ -92,7 +113,7 @@ export function statPaths(native: Native): (paths: readonly string[], out: Float
       batch = native.statBatch(paths);
       batches.set(paths, batch);
     }
-    native.statMany(batch, out);
+    return native.statMany(batch, out);
   };
 }
 

@@ -1,7 +1,7 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop()
- * (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c) and tablesToken()
- * (tables.c). Built by packaging/native.mjs against Node-API (node-api-headers), so one build
+ * (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c), tablesToken()
+ * (tables.c) and addrWatch()/addrChanged() (addrwatch.c). Built by packaging/native.mjs against Node-API (node-api-headers), so one build
  * loads in any Node ≥ 20; embedded in the single executable like the zeromq addon
  * (src/native/addon.ts).
  */
@@ -16,7 +16,8 @@ static int add(napi_env env, napi_value exports, const char *name, napi_callback
 NAPI_MODULE_INIT() {
   if (!add(env, exports, "drop", Drop) || !add(env, exports, "statBatch", StatBatch) ||
       !add(env, exports, "statMany", StatMany) || !add(env, exports, "spawn", Spawn) ||
-      !add(env, exports, "tablesToken", TablesToken))
+      !add(env, exports, "tablesToken", TablesToken) ||
+      !add(env, exports, "addrWatch", AddrWatch) || !add(env, exports, "addrChanged", AddrChanged))
     return NULL;
   return exports;
 }

@@ -9,5 +9,7 @@ napi_value StatBatch(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value TablesToken(napi_env env, napi_callback_info info); /* tables.c */
 napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
+napi_value AddrWatch(napi_env env, napi_callback_info info); /* addrwatch.c */
+napi_value AddrChanged(napi_env env, napi_callback_info info); /* addrwatch.c */
 
 #endif

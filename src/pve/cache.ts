@@ -129,12 +129,17 @@ export interface SourceOptions {
   listening?: () => Promise<HostPorts>;
   monotonic?: () => number;
   /** Stats many files in one call (the daemon's addon, src/native/statmany.c): out[4i..4i+3]
-   *  = ino, size, mtimeMs, ctimeMs of paths[i], or -errno in out[4i]. With it a pass stats the
-   *  guests' .fw files in one batch and goes through touch() only for one that differs; at
-   *  1000 guests one statSync each cost ≈ 10 ms of CPU per pass, the batch ≈ 1.7 ms. Every
-   *  pass gets the same array, never mutated, until the guest list changes, so an
-   *  implementation may prepare it once per array (src/native/addon.ts statPaths). */
-  statMany?: (paths: readonly string[], out: Float64Array) => void;
+   *  = ino, size, mtimeMs, ctimeMs of paths[i], or -errno in out[4i]; returns how many paths'
+   *  numbers differ from what `out` held. With it a pass stats the guests' .fw files in one
+   *  batch and goes through touch() only for one that differs; at 1000 guests one statSync
+   *  each cost ≈ 10 ms of CPU per pass, the batch ≈ 1.7 ms. Every pass gets the same array,
+   *  never mutated, and the same `out` until the guest list changes, so an implementation may
+   *  prepare it once per array (src/native/addon.ts statPaths). */
+  statMany?: (paths: readonly string[], out: Float64Array) => number;
+  /** True when the kernel announced an IPv4 address change since the last call (the daemon's
+   *  addon, src/native/addrwatch.c): `public_address = auto` is asked again only then (and
+   *  every PUBLIC_ADDRESS_EVERY_MS). Without it, when /proc/net/fib_trie reads differently. */
+  addressEvents?: () => boolean;
 }
 
 const { ENOENT, ENOTDIR } = osConstants.errno;
@@ -284,7 +289,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   let sockets: Set<string> = new Set();
   const qemuRuns = new Map<number, boolean>();
   let autoAddress: { iface: string; address: string | null } | null = null;
-  const interfaceIPv4 = routedIPv4Reader();
+  const interfaceIPv4 = routedIPv4Reader(
+    opts.addressEvents ? { addressEvents: opts.addressEvents } : {},
+  );
   let hostPorts: HostPorts = { any: [], at: {} };
   let hostPortsAt: number | null = null;
   let parsedConfig: {
@@ -582,15 +589,36 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     out: Float64Array;
   } | null = null;
 
-  /** One statMany over every guest's .fw (null without it): touchGuest then reads index i. */
-  function statGuestFws(list: ReturnType<typeof guestList>, node: string): Float64Array | null {
+  /** One statMany over every guest's .fw (null without it): touchGuest then reads index i;
+   *  `changed` counts the files whose numbers differ from the last pass's. */
+  function statGuestFws(
+    list: ReturnType<typeof guestList>,
+    node: string,
+  ): { out: Float64Array; changed: number } | null {
     if (!opts.statMany) return null;
     if (fwBatch?.list !== list || fwBatch.node !== node) {
       const paths = list.vmids.map((v, i) => pathsOf(v, list.kinds[i] as GuestKind, node).fw);
       fwBatch = { list, node, paths, out: new Float64Array(paths.length * 4) };
     }
-    opts.statMany(fwBatch.paths, fwBatch.out);
-    return fwBatch.out;
+    const changed = opts.statMany(fwBatch.paths, fwBatch.out);
+    return { out: fwBatch.out, changed };
+  }
+
+  /** The guest list (and node) whose last full walk found every guest quiet: its config kept
+   *  per .vmlist and its .fw settled at the numbers the batch gave. While the next pass's
+   *  batch gives the same numbers and .vmlist marks no guest, that walk would decide the same
+   *  for every guest (settled stays settled as time passes), so the pass skips it: at 1000
+   *  guests the walk was about a tenth of the idle daemon's CPU (issue 10). Anything else that
+   *  reads a guest's files (refreshOwners) clears it. */
+  let quiet: { list: ReturnType<typeof guestList>; node: string } | null = null;
+
+  /** The qemu guests of a list, whose run state a skipped walk still checks (pidfile and
+   *  command line, qemuCheck); LXC's comes from readSockets. */
+  let qemuList: { list: ReturnType<typeof guestList>; vmids: number[] } | null = null;
+  function qemuOf(list: ReturnType<typeof guestList>): number[] {
+    if (qemuList?.list !== list)
+      qemuList = { list, vmids: list.vmids.filter((_, i) => list.kinds[i] === "qemu") };
+    return qemuList.vmids;
   }
 
   /** Whether stat number set `i` of `out` shows `abs` as its entry has it (settledAt, or
@@ -615,6 +643,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return same;
   }
 
+  /** Re-validates one guest's files and run state; true when neither file needed a look
+   *  (see `quiet`). */
   function touchGuest(
     vmid: number,
     kind: GuestKind,
@@ -622,14 +652,16 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     now: number,
     gate: ConfGate,
     fwStats: { out: Float64Array; i: number } | null,
-  ): void {
+  ): boolean {
     const p = pathsOf(vmid, kind, node);
     const conf = gate === null || gate.touch.has(vmid) ? undefined : files.get(p.conf);
     // Unchanged per .vmlist: keep the entry (a stat would only confirm it).
     if (conf) conf.seen = generation;
     else touch(p.conf, now);
-    if (fwStats === null || !unchangedIn(fwStats.out, fwStats.i, p.fw, now)) touch(p.fw, now);
+    const fwSettled = fwStats !== null && unchangedIn(fwStats.out, fwStats.i, p.fw, now);
+    if (!fwSettled) touch(p.fw, now);
     if (kind === "qemu") qemuCheck(vmid, now);
+    return conf !== undefined && fwSettled;
   }
 
   function runningOf(vmid: number, kind: GuestKind): boolean {
@@ -643,10 +675,38 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     paths.path(`${ADDRESS_PATHS.leasesDir}/dnsmasq.${zone}.leases`);
   const ethersPath = (zone: string) => paths.path(`${ADDRESS_PATHS.dnsmasqDir}/${zone}/ethers`);
 
-  function listZones(): void {
+  /** Each zone directory's stat at its last listing. Listing one that does not exist (most
+   *  nodes have no /etc/dnsmasq.d) costs an exception every pass, ≈ 0.4 ms in the idle
+   *  daemon: a directory is listed again only when its stat moved or is within RECENT_MS
+   *  (entries made in the same clock tick leave its mtime as it was). */
+  const zoneDirs = new Map<string, string>();
+  function dirMoved(dir: string, now: number): boolean {
+    let key: string;
+    try {
+      const st = statSync(dir, { throwIfNoEntry: false });
+      key =
+        st === undefined
+          ? "absent"
+          : now - Math.max(st.mtimeMs, st.ctimeMs) < RECENT_MS
+            ? "recent"
+            : `${st.ino}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch {
+      key = "error";
+    }
+    const moved = key === "recent" || key === "error" || zoneDirs.get(dir) !== key;
+    zoneDirs.set(dir, key);
+    return moved;
+  }
+
+  function listZones(now: number): void {
+    const leasesDir = paths.path(ADDRESS_PATHS.leasesDir);
+    const dnsmasqDir = paths.path(ADDRESS_PATHS.dnsmasqDir);
+    // Both calls run: each records its directory's stat.
+    const leasesMoved = dirMoved(leasesDir, now);
+    if (!dirMoved(dnsmasqDir, now) && !leasesMoved) return;
     const leases: string[] = [];
     try {
-      for (const name of readdirSync(paths.path(ADDRESS_PATHS.leasesDir))) {
+      for (const name of readdirSync(leasesDir)) {
         const m = LEASE_FILE.exec(name);
         if (m) leases.push(m[1] as string);
       }
@@ -655,7 +715,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     }
     const ethers: string[] = [];
     try {
-      for (const d of readdirSync(paths.path(ADDRESS_PATHS.dnsmasqDir), { withFileTypes: true }))
+      for (const d of readdirSync(dnsmasqDir, { withFileTypes: true }))
         if (d.isDirectory() && /^[A-Za-z0-9_.-]+$/.test(d.name)) ethers.push(d.name);
     } catch {
       // No directory: no static hosts.
@@ -840,23 +900,45 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     readSockets();
     const kinds = guestKinds();
     const list = guestList();
-    const fwOut = statGuestFws(list, node);
-    const fwStats = fwOut === null ? null : { out: fwOut, i: 0 };
-    for (let i = 0; i < list.vmids.length; i++) {
-      if (fwStats) fwStats.i = i;
-      touchGuest(list.vmids[i] as number, list.kinds[i] as GuestKind, node, now, gate, fwStats);
-      // Keep the event loop free for hooks during a long pass.
-      if ((i + 1) % 256 === 0) await yieldToLoop();
+    const fw = statGuestFws(list, node);
+    const skip =
+      fw !== null &&
+      fw.changed === 0 &&
+      gate !== null &&
+      !gate.list &&
+      gate.touch.size === 0 &&
+      quiet?.list === list &&
+      quiet.node === node;
+    if (skip) {
+      const qemu = qemuOf(list);
+      for (let i = 0; i < qemu.length; i++) {
+        qemuCheck(qemu[i] as number, now);
+        if ((i + 1) % 256 === 0) await yieldToLoop();
+      }
+    } else {
+      const fwStats = fw === null ? null : { out: fw.out, i: 0 };
+      let allQuiet = true;
+      for (let i = 0; i < list.vmids.length; i++) {
+        if (fwStats) fwStats.i = i;
+        const id = list.vmids[i] as number;
+        if (!touchGuest(id, list.kinds[i] as GuestKind, node, now, gate, fwStats)) allQuiet = false;
+        // Keep the event loop free for hooks during a long pass.
+        if ((i + 1) % 256 === 0) await yieldToLoop();
+      }
+      quiet = allQuiet ? { list, node } : null;
     }
-    listZones();
+    listZones(now);
     touchAddressFiles(now);
-    // forEach, not for-of: no entry array per file (deleting during forEach is defined).
-    files.forEach((e, abs) => {
-      if (e.seen !== generation) files.delete(abs);
-    });
-    qemuRuns.forEach((_, vmid) => {
-      if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
-    });
+    // A skipped walk marked no guest file seen: the sweep waits for the next full one.
+    if (!skip) {
+      // forEach, not for-of: no entry array per file (deleting during forEach is defined).
+      files.forEach((e, abs) => {
+        if (e.seen !== generation) files.delete(abs);
+      });
+      qemuRuns.forEach((_, vmid) => {
+        if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
+      });
+    }
 
     if (config.publicAddress === "auto") {
       const found = await interfaceIPv4(config.externalInterface);
@@ -897,6 +979,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     // A lease or IPAM entry written since the last poll (a few stats; no listing, no command).
     touchAddressFiles(now);
     let lxc = false;
+    // An entry changed here (read again, or an error) is one the next poll must look at.
+    if (owners.some((o) => o !== "NODE")) quiet = null;
     for (const o of owners) {
       if (o === "NODE") continue;
       probeGuest(o);

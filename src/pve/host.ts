@@ -76,21 +76,30 @@ function readFibTrie(): string | null {
 /** interfaceIPv4Reader for a poller on a node with many interfaces: getifaddrs lists every
  *  interface with every address (with 1000 bridges up: 19 ms a call, 1.9 % of a core at one
  *  poll a second; a node has a tap, fwbr, fwpr and fwln device per firewalled guest NIC). It
- *  is asked only when /proc/net/fib_trie reads differently — every IPv4 address and route of
- *  the namespace, a few KB however many interfaces carry none (≈ 0.1 ms) — and at least every
- *  `everyMs` (an address moved to another interface can leave that text as it was). Without
- *  that file (not Linux) it is asked every time. */
+ *  is asked only when the namespace's IPv4 addresses may have changed, and at least every
+ *  `everyMs`. With `addressEvents` (the daemon's addon, src/native/addrwatch.c: true when the
+ *  kernel announced an address change since the last call) that costs one system call a pass;
+ *  without it, when /proc/net/fib_trie reads differently — every IPv4 address and route of the
+ *  namespace, a few KB however many interfaces carry none (≈ 0.1–0.4 ms), and an address moved
+ *  to another interface can leave it as it was. Without either (not Linux) it is asked every
+ *  time. */
 export function routedIPv4Reader(
   o: {
     everyMs?: number;
     now?: () => number;
     fib?: () => string | null;
+    addressEvents?: () => boolean;
     read?: (iface: string) => Promise<string | null>;
   } = {},
 ): (iface: string) => Promise<string | null> {
   const everyMs = o.everyMs ?? PUBLIC_ADDRESS_EVERY_MS;
   const now = o.now ?? (() => performance.now());
-  const fib = o.fib ?? readFibTrie;
+  // Either way a text that reads the same while nothing changed.
+  let events = 0;
+  const { addressEvents } = o;
+  const fib = addressEvents
+    ? () => String(addressEvents() ? ++events : events)
+    : (o.fib ?? readFibTrie);
   const read = o.read ?? interfaceIPv4Reader();
   let last: { iface: string; fib: string; at: number; address: string | null } | null = null;
   return async (iface) => {

@@ -6,6 +6,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { createApplier } from "../../../src/daemon/applier.js";
 import * as save from "../../../src/iptables/save.js";
+import * as sync from "../../../src/iptables/sync.js";
 import { fakeClock, makePlan, silent } from "../../helpers/fixtures.js";
 import { simKernel } from "../../helpers/sim-kernel.js";
 
@@ -13,8 +14,17 @@ vi.mock("../../../src/iptables/save.js", async (importOriginal) => {
   const mod = await importOriginal<typeof import("../../../src/iptables/save.js")>();
   return { ...mod, parseSave: vi.fn(mod.parseSave) };
 });
+vi.mock("../../../src/iptables/sync.js", async (importOriginal) => {
+  const mod = await importOriginal<typeof import("../../../src/iptables/sync.js")>();
+  return { ...mod, decideSync: vi.fn(mod.decideSync) };
+});
 
-function setup(opts: { token?: (backend: "nft" | "legacy") => string | null } = {}) {
+function setup(
+  opts: {
+    token?: (backend: "nft" | "legacy") => string | null;
+    onCycle?: (seconds: number, ok: boolean, idleDrift: boolean) => void;
+  } = {},
+) {
   const kernel = simKernel();
   let reads = 0;
   // As nf_tables' generation id: every committed change moves it.
@@ -43,6 +53,7 @@ function setup(opts: { token?: (backend: "nft" | "legacy") => string | null } = 
     log: silent,
     clock: fakeClock(),
     ...(opts.token ? { tablesToken: opts.token } : {}),
+    ...(opts.onCycle ? { onCycle: opts.onCycle } : {}),
   });
   const parses = () => vi.mocked(save.parseSave).mock.calls.length;
   return {
@@ -139,5 +150,51 @@ describe("drift check: reading the live tables", () => {
         expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
       expect(t.reads()).toBe(before + 6);
     }
+  });
+
+  it("tells onCycle which cycles were a drift check that read nothing and repaired nothing (main.ts trims after the others)", async () => {
+    const idle: boolean[] = [];
+    let g = () => 0;
+    const t = setup({
+      token: (backend) => `${backend}:${g()}`,
+      onCycle: (_s, _ok, idleDrift) => idle.push(idleDrift),
+    });
+    g = t.generation;
+    await t.applier.apply({ full: true });
+    // The first check reads what the restore left (the token moved); then the token holds.
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ drift: true });
+    t.edit("nat", (c) => c.set("PVENAT-102-DNAT", []));
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ owners: [101] });
+    await t.applier.apply({ drift: true });
+    await t.applier.apply({ drift: true });
+    expect(idle).toEqual([false, false, true, true, false, false, true, false, false, true]);
+  });
+
+  it("decides again only when the plan or the live state moved (an idle check walks no chain)", async () => {
+    let g = () => 0;
+    const t = setup({ token: (backend) => `${backend}:${g()}` });
+    g = t.generation;
+    const decisions = () => vi.mocked(sync.decideSync).mock.calls.length;
+    await t.applier.apply({ full: true });
+    await t.applier.apply({ drift: true });
+    const before = decisions();
+    for (let i = 0; i < 3; i++)
+      expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(decisions()).toBe(before);
+    // Someone's change: read, decided, repaired; the repair's result is decided once more.
+    t.edit("nat", (c) => c.set("PVENAT-101-DNAT", []));
+    expect(await t.applier.apply({ drift: true })).toMatchObject({
+      restored: true,
+      rendered: [101],
+    });
+    expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
+    expect(decisions()).toBe(before + 2);
+    expect(t.kernel.tables.nat.get("PVENAT-101-DNAT")?.length).toBeGreaterThan(0);
   });
 });

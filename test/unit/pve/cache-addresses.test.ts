@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compile } from "../../../src/nat/compile.js";
 import { rooted } from "../../../src/paths.js";
-import { canonicalNeighbours, createNodeSource } from "../../../src/pve/cache.js";
+import { canonicalNeighbours, createNodeSource, RECENT_MS } from "../../../src/pve/cache.js";
 import { writeNode } from "../../helpers/simnode.js";
 
 const roots: string[] = [];
@@ -158,6 +158,28 @@ describe("learned-address sources under --root", () => {
     await put("/var/lib/misc/dnsmasq.zone1.leases", `0 ${MAC} 10.10.10.51 web *\n`);
     await s.refresh({ owners: [107] });
     expect(forward(s)).toBe("10.10.10.51 lease");
+  });
+
+  it("lists the zone directories again when they change, after passes that did not list them", async () => {
+    const { root, put } = await node();
+    await mkdir(rooted(root, "/var/lib/misc"), { recursive: true });
+    const s = sourceFor(root, { text: null, calls: 0 });
+    await s.refresh({ all: true });
+    // Past RECENT_MS the directories' stats stand for their listings (/etc/dnsmasq.d absent).
+    await new Promise((r) => setTimeout(r, RECENT_MS + 100));
+    await s.refresh({ all: true });
+    await s.refresh({ all: true });
+    expect(forward(s)).toBe("- -");
+    await put("/var/lib/misc/dnsmasq.zone1.leases", `0 ${MAC} 10.10.10.50 web *\n`);
+    await s.refresh({ all: true });
+    expect(forward(s)).toBe("10.10.10.50 lease");
+    await new Promise((r) => setTimeout(r, RECENT_MS + 100));
+    await s.refresh({ all: true });
+    await put("/etc/dnsmasq.d/zone1/ethers", `${MAC},10.10.10.60\n`);
+    await rm(rooted(root, "/var/lib/misc/dnsmasq.zone1.leases"));
+    await s.refresh({ all: true });
+    // The static host from the new directory (the dnsmasq source names both "lease").
+    expect(forward(s)).toBe("10.10.10.60 lease");
   });
 
   it("a broken IPAM file is a warning naming it; the rest still works", async () => {

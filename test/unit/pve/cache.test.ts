@@ -299,8 +299,10 @@ describe("cached node source", () => {
     let frozen: Float64Array | null = null;
     const batch = statPaths(native);
     const statMany = (p: readonly string[], out: Float64Array) => {
+      const before = out.slice();
       batch(p, out);
       if (frozen) out.set(frozen);
+      return out.some((v, i) => v !== before[i]) ? 1 : 0;
     };
     const source = createNodeSource(paths, { statMany });
     const comment = () => source.input().guests[105]?.fw?.rules[0]?.comment;

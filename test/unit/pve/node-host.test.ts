@@ -160,6 +160,46 @@ describe("routedIPv4Reader (getifaddrs only when the routing changed)", () => {
     expect(asked).toEqual(["vmbr0", "vmbr0", "vmbr0", "vmbr9", "vmbr9", "vmbr9"]);
   });
 
+  it("with the kernel's address events: asks when one arrived, or after everyMs, never reads fib_trie", async () => {
+    let t = 0;
+    let event = false;
+    let fibReads = 0;
+    let address = "203.0.113.10";
+    const asked: string[] = [];
+    const read = routedIPv4Reader({
+      everyMs: 60_000,
+      now: () => t,
+      fib: () => {
+        fibReads++;
+        return "Main";
+      },
+      addressEvents: () => {
+        const e = event;
+        event = false;
+        return e;
+      },
+      read: async (iface) => {
+        asked.push(iface);
+        return address;
+      },
+    });
+    expect(await read("vmbr0")).toBe("203.0.113.10");
+    address = "203.0.113.11";
+    t = 59_999;
+    expect(await read("vmbr0")).toBe("203.0.113.10");
+    expect(asked).toHaveLength(1);
+    event = true;
+    expect(await read("vmbr0")).toBe("203.0.113.11");
+    expect(await read("vmbr0")).toBe("203.0.113.11");
+    expect(asked).toHaveLength(2);
+    address = "198.51.100.7";
+    t = 59_999 + 60_000;
+    expect(await read("vmbr0")).toBe("198.51.100.7");
+    expect(await read("vmbr9")).toBe("198.51.100.7");
+    expect(asked).toEqual(["vmbr0", "vmbr0", "vmbr0", "vmbr9"]);
+    expect(fibReads).toBe(0);
+  });
+
   it("on this host: lo's address, read through the routing table's check", async () => {
     const read = routedIPv4Reader();
     expect(await read("lo")).toBe("127.0.0.1");
