@@ -12,6 +12,7 @@ export const NATIVE_SOURCES = [
   "spawn.c",
   "statmany.c",
   "tables.c",
+  "unixlisten.c",
 ];
 
 /**

@@ -167,6 +167,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     agent: createAgentCache({ log }),
     ...(native ? { statMany: statPaths(native) } : {}),
     ...(addressChanges ? { addressEvents: addressChanges } : {}),
+    ...(native ? { abstractListeners: () => native.abstractListeners() } : {}),
   });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   let lastInput: NodeInput | null = null;

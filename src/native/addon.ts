@@ -64,6 +64,9 @@ export interface Native {
   addrWatch(): AddrWatch;
   /** addrwatch.c: whether any address change (or a lost message) arrived since the last call. */
   addrChanged(watch: AddrWatch): boolean;
+  /** unixlisten.c: the abstract unix socket names listening in this namespace, "@name" per
+   *  line (NULs as '@', as /proc/net/unix shows them); null when sock_diag refuses. */
+  abstractListeners(): string | null;
   /** tables.c: a token that stays the same while the backend's nat and raw tables read the
    *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
   tablesToken(backend: "nft" | "legacy"): string | null;

@@ -11,5 +11,6 @@ napi_value TablesToken(napi_env env, napi_callback_info info); /* tables.c */
 napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
 napi_value AddrWatch(napi_env env, napi_callback_info info); /* addrwatch.c */
 napi_value AddrChanged(napi_env env, napi_callback_info info); /* addrwatch.c */
+napi_value AbstractListeners(napi_env env, napi_callback_info info); /* unixlisten.c */
 
 #endif

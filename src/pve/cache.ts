@@ -66,6 +66,7 @@ import {
 import {
   cmdlineHasPidfile,
   lxcCommandSocket,
+  parseListenerNames,
   parseUnixSockets,
   pidOf,
   qemuPidfile,
@@ -136,6 +137,12 @@ export interface SourceOptions {
    *  never mutated, and the same `out` until the guest list changes, so an implementation may
    *  prepare it once per array (src/native/addon.ts statPaths). */
   statMany?: (paths: readonly string[], out: Float64Array) => number;
+  /** The abstract unix socket names listening in this namespace, one "@name" per line (the
+   *  daemon's addon, src/native/unixlisten.c), or null when the kernel will not say: then
+   *  /proc/net/unix is read. LXC's command socket listens for the monitor's whole life, so
+   *  both give the same run state; the dump cost ≈ 0.25 ms at 1000 guests against 1.2 ms for
+   *  the text of every unix socket. */
+  abstractListeners?: () => string | null;
   /** True when the kernel announced an IPv4 address change since the last call (the daemon's
    *  addon, src/native/addrwatch.c): `public_address = auto` is asked again only then (and
    *  every PUBLIC_ADDRESS_EVERY_MS). Without it, when /proc/net/fib_trie reads differently. */
@@ -395,7 +402,17 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
 
   const unixScratch = { buf: Buffer.allocUnsafe(16 * 1024) };
   let unixBytes: Buffer | null = null;
+  let listenersText: string | null = null;
   function readSockets(): void {
+    const listed = opts.abstractListeners?.() ?? null;
+    if (listed !== null) {
+      if (listed === listenersText) return;
+      listenersText = listed;
+      unixBytes = null;
+      setSockets(parseListenerNames(listed));
+      return;
+    }
+    listenersText = null;
     let len = 0;
     try {
       len = readInto("/proc/net/unix", unixScratch);
@@ -407,8 +424,10 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const bytes = unixScratch.buf.subarray(0, len);
     if (unixBytes?.equals(bytes)) return;
     unixBytes = Buffer.from(bytes);
-    const text = bytes.toString("utf8");
-    const next = parseUnixSockets(text);
+    setSockets(parseUnixSockets(bytes.toString("utf8")));
+  }
+
+  function setSockets(next: Set<string>): void {
     if (next.size !== sockets.size || [...next].some((x) => !sockets.has(x))) changes++;
     sockets = next;
   }

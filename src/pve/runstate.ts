@@ -73,6 +73,17 @@ export function parseUnixSockets(text: string): Set<string> {
   return names;
 }
 
+/** The names src/native/unixlisten.c lists ("@name" per line, NULs as '@'), cut at the first
+ *  whitespace as parseUnixSockets cuts its field: the same names for the same sockets. */
+export function parseListenerNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of text.split("\n")) {
+    const name = /^@[^ \t\r\v\f]*/.exec(line)?.[0];
+    if (name !== undefined) names.add(name);
+  }
+  return names;
+}
+
 /** Abstract socket names listed in /proc/net/unix of our network namespace ("@/var/lib/…"). */
 export async function abstractSockets(): Promise<Set<string>> {
   return parseUnixSockets(await readFile("/proc/net/unix", "utf8").catch(() => ""));

@@ -36,11 +36,14 @@ afterAll(async () => {
   disposeNative();
 });
 
-/** How the daemon stats the guests' .fw files: one statSync each (without the addon), or the
- *  addon's statMany (the single executable). */
+/** How the daemon reads the node: one statSync per .fw and /proc/net/unix (without the addon),
+ *  or the addon's statMany and listening-socket dump (the single executable). */
 const STATS: [string, () => SourceOptions][] = [
   ["statSync", () => ({})],
-  ["statMany", () => ({ statMany: statPaths(native) })],
+  [
+    "statMany",
+    () => ({ statMany: statPaths(native), abstractListeners: () => native.abstractListeners() }),
+  ],
 ];
 
 /** hostPorts describe the machine's listening sockets at read time; compared separately. */
@@ -207,6 +210,28 @@ describe("cached node source", () => {
         await check(null, `seed ${seed} step ${step}: vm${v} pending or not`);
       }
     }
+  });
+
+  it.each(STATS)("follows an LXC guest's run state as loadNode does (%s)", async (_how, opts) => {
+    const { root, paths } = await oneGuestNode();
+    const source = createNodeSource(paths, opts());
+    const state = async () => {
+      await source.refresh({ all: true });
+      const got = source.input().guests[105]?.state;
+      expect(comparable(source.input())).toStrictEqual(comparable(await loadNode(paths)));
+      return got;
+    };
+    expect(await state()).toBe("stopped");
+    const ct = await startGuest({
+      root,
+      vmid: 105,
+      kind: "lxc",
+      ns: null,
+      track: (b) => children.push(b),
+    });
+    expect(await state()).toBe("running");
+    await ct.kill9();
+    expect(await state()).toBe("stopped");
   });
 
   it("runStateOf re-reads those guests' run state and none of their files", async () => {
