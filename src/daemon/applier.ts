@@ -41,11 +41,8 @@ export interface ApplierDeps {
     owners: ReadonlySet<Owner>,
     backend: Runner["backend"],
   ): Promise<ReadonlyMap<number, Admission>>;
-  /** Told about every cycle (metrics): its duration in seconds, whether it succeeded, and
-   *  whether it was a drift check alone that neither read the tables (the token held) nor
-   *  repaired anything: the idle daemon's only cycle, every drift_interval_ms, which runs no
-   *  code an idle poll does not (main.ts gives back pages after every other cycle). */
-  onCycle?(seconds: number, ok: boolean, idleDrift: boolean): void;
+  /** Told about every cycle (metrics): its duration in seconds and whether it succeeded. */
+  onCycle?(seconds: number, ok: boolean): void;
   /** A token from the kernel that stays the same while the backend's nat and raw tables read
    *  the same (src/native/tables.c); null when it cannot tell. An unchanged token lets a read
    *  of the live state (drift check, full cycle) reuse the last one without running iptables. */
@@ -116,11 +113,6 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-/** A batch holding nothing but the periodic drift check. */
-function driftOnly(b: Batch): boolean {
-  return b.drift && !b.full && !b.all && !b.check && b.owners.size === 0 && b.verify.size === 0;
-}
-
 export function createApplier(deps: ApplierDeps): Applier {
   const { clock, log } = deps;
   let runner = deps.runner;
@@ -153,15 +145,13 @@ export function createApplier(deps: ApplierDeps): Applier {
       await settled();
       const t0 = clock.now();
       try {
-        const readsBefore = tableReads;
         const r = await cycle(batch);
         succeeded(r);
-        const idleDrift = driftOnly(batch) && !r.restored && tableReads === readsBefore;
-        deps.onCycle?.((clock.now() - t0) / 1000, true, idleDrift);
+        deps.onCycle?.((clock.now() - t0) / 1000, true);
         return r;
       } catch (err) {
         failed(err);
-        deps.onCycle?.((clock.now() - t0) / 1000, false, false);
+        deps.onCycle?.((clock.now() - t0) / 1000, false);
         throw err;
       }
     },
@@ -175,8 +165,6 @@ export function createApplier(deps: ApplierDeps): Applier {
   /** The texts readLive last parsed, their state, and the tables' token taken before they were
    *  read (never mutated: cycles replace it). */
   let lastRead: { nat: string; raw: string; state: LiveState; token: string | null } | null = null;
-  /** How many times readLive ran iptables (onCycle's idleDrift). */
-  let tableReads = 0;
   /** The last decision for a cycle that asked for no owner, and what it was made from. */
   let lastDecided: { plan: NatPlan; live: LiveState; decision: SyncDecision } | null = null;
 
@@ -194,7 +182,6 @@ export function createApplier(deps: ApplierDeps): Applier {
     // taken before reading: a change during the read makes the next token differ.
     const token = tablesToken();
     if (token !== null && lastRead !== null && lastRead.token === token) return lastRead.state;
-    tableReads++;
     const [nat, raw] = await Promise.all([runner.save("nat"), runner.save("raw")]);
     // The drift check reads the tables every drift_interval_ms and nearly always finds them as
     // before: the same text parses to the same state. At 1000 guests parsing ≈ 1.8 MB of rules

@@ -189,14 +189,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
     clock,
     conntrack: conntrackCleaner(log),
     ...(native ? { tablesToken: (backend: Backend) => native.tablesToken(backend) } : {}),
-    onCycle: (seconds, ok, idleDrift) => {
+    onCycle: (seconds, ok) => {
       metrics.applied(seconds, ok);
       writer?.kick();
-      // A drift check whose token held ran only what the idle daemon runs anyway: trimming
-      // after it (every 30 s) cost a read of /proc/self/smaps and the faults that map the
-      // idle working set back in, ≈ 10 ms each time at 1000 guests, for pages that return.
-      // One that read the tables (after any change) is trimmed after, as before.
-      if (!idleDrift) trimmer?.touch();
+      trimmer?.touch();
       if (ok) presence.update(applier.state().plan);
     },
     // iptables = auto: pve-firewall's ExecStartPre may switch the alternative after we started.

@@ -19,12 +19,7 @@ vi.mock("../../../src/iptables/sync.js", async (importOriginal) => {
   return { ...mod, decideSync: vi.fn(mod.decideSync) };
 });
 
-function setup(
-  opts: {
-    token?: (backend: "nft" | "legacy") => string | null;
-    onCycle?: (seconds: number, ok: boolean, idleDrift: boolean) => void;
-  } = {},
-) {
+function setup(opts: { token?: (backend: "nft" | "legacy") => string | null } = {}) {
   const kernel = simKernel();
   let reads = 0;
   // As nf_tables' generation id: every committed change moves it.
@@ -53,7 +48,6 @@ function setup(
     log: silent,
     clock: fakeClock(),
     ...(opts.token ? { tablesToken: opts.token } : {}),
-    ...(opts.onCycle ? { onCycle: opts.onCycle } : {}),
   });
   const parses = () => vi.mocked(save.parseSave).mock.calls.length;
   return {
@@ -150,29 +144,6 @@ describe("drift check: reading the live tables", () => {
         expect(await t.applier.apply({ drift: true })).toMatchObject({ restored: false });
       expect(t.reads()).toBe(before + 6);
     }
-  });
-
-  it("tells onCycle which cycles were a drift check that read nothing and repaired nothing (main.ts trims after the others)", async () => {
-    const idle: boolean[] = [];
-    let g = () => 0;
-    const t = setup({
-      token: (backend) => `${backend}:${g()}`,
-      onCycle: (_s, _ok, idleDrift) => idle.push(idleDrift),
-    });
-    g = t.generation;
-    await t.applier.apply({ full: true });
-    // The first check reads what the restore left (the token moved); then the token holds.
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ drift: true });
-    t.edit("nat", (c) => c.set("PVENAT-102-DNAT", []));
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ owners: [101] });
-    await t.applier.apply({ drift: true });
-    await t.applier.apply({ drift: true });
-    expect(idle).toEqual([false, false, true, true, false, false, true, false, false, true]);
   });
 
   it("decides again only when the plan or the live state moved (an idle check walks no chain)", async () => {
