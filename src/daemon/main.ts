@@ -162,6 +162,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const trimmer = native ? createTrimmer({ drop: () => native.drop(), clock, log }) : null;
   let bus: BusServer | null = null;
   // One reader of the node's files for the daemon's life: what a poll read, an apply reuses.
+  // Made before the first read, so no change after it is missed. While public_address is not
+  // auto nothing drains it; the kernel drops what does not fit its buffer.
   const addressChanges = native ? addressEvents(native) : null;
   const source = createNodeSource(paths, {
     agent: createAgentCache({ log }),

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -103,6 +104,12 @@ napi_value AbstractListeners(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  /* The kernel answers a dump at once; should it not, the poll must not hang on it. */
+  struct timeval limit = {.tv_sec = 1};
+  if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) {
+    close(fd);
+    fd = -1;
+  }
   if (fd < 0) {
     napi_get_null(env, &result);
     return result;
