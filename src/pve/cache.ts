@@ -64,7 +64,7 @@ import {
   rel,
 } from "./nodefiles.js";
 import {
-  cmdlineHasPidfile,
+  cmdlineBytesHavePidfile,
   lxcCommandSocket,
   parseListenerNames,
   parseUnixSockets,
@@ -432,6 +432,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     sockets = next;
   }
 
+  const cmdlineScratch = { buf: Buffer.allocUnsafe(16 * 1024) };
   /** qemu-server's check_running (runstate.ts). The command line is read on every pass: a
    *  pid that exited may linger as a zombie (its /proc entry stays, its cmdline is empty), so
    *  only the cmdline says the process still is that qemu. */
@@ -442,7 +443,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     let running = false;
     if (pid !== null) {
       try {
-        running = cmdlineHasPidfile(readFileSync(`/proc/${pid}/cmdline`, "utf8"), pidfile);
+        const len = readInto(`/proc/${pid}/cmdline`, cmdlineScratch);
+        running = cmdlineBytesHavePidfile(cmdlineScratch.buf.subarray(0, len), pidfile);
       } catch {
         running = false;
       }

@@ -6,7 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { rooted } from "../../../src/paths.js";
-import { isRunning } from "../../../src/pve/runstate.js";
+import {
+  cmdlineBytesHavePidfile,
+  cmdlineHasPidfile,
+  isRunning,
+} from "../../../src/pve/runstate.js";
+import { prng } from "../../helpers/nodegen.js";
 
 let root: string;
 const path = (abs: string) => rooted(root, abs);
@@ -85,6 +90,40 @@ describe("qemu run state", () => {
   it.each(["", "abc\n", "12 34\n", "-1\n"])("pid file %j → stopped", async (content) => {
     await writeFile(path("/var/run/qemu-server/107.pid"), content);
     expect(await isRunning(path, 107, "qemu")).toBe(false);
+  });
+});
+
+describe("the daemon's byte search of a command line", () => {
+  const P = "/var/run/qemu-server/100.pid";
+  it.each([
+    ["-pidfile and the path, NUL-terminated", `a\0-pidfile\0${P}\0`, true],
+    ["--pidfile", `a\0--pidfile\0${P}\0-daemonize\0`, true],
+    ["the path as the last argument without its NUL", `a\0-pidfile\0${P}`, true],
+    ["-pidfile as the first argument", `-pidfile\0${P}\0`, true],
+    ["a longer path that starts with it", `a\0-pidfile\0${P}2\0`, false],
+    ["an argument that ends with -pidfile", `a\0x-pidfile\0${P}\0`, false],
+    ["another flag before the path", `a\0-pidfile\0-x\0${P}\0`, false],
+    ["the path alone", `a\0${P}\0`, false],
+    ["nothing", "", false],
+  ])("%s", (_, cmdline, want) => {
+    expect(cmdlineHasPidfile(cmdline, P)).toBe(want);
+    expect(cmdlineBytesHavePidfile(Buffer.from(cmdline), P)).toBe(want);
+  });
+
+  it("answers as cmdlineHasPidfile for random command lines built from pieces of the match", () => {
+    const r = prng(7);
+    const pieces = ["-pidfile", "--pidfile", P, `${P}2`, "x", "", "-pidfile2", `x${P}`];
+    for (let i = 0; i < 3000; i++) {
+      const n = Math.floor(r() * 6);
+      const args = Array.from({ length: n }, () => pieces[Math.floor(r() * pieces.length)]);
+      const cmdline = args.join("\0") + (r() < 0.8 ? "\0" : "");
+      // A view into a larger buffer, as the daemon's scratch buffer hands it over.
+      const big = Buffer.from(`junk\0-pidfile\0${cmdline}`);
+      const view = big.subarray(big.length - Buffer.byteLength(cmdline));
+      expect(cmdlineBytesHavePidfile(view, P), JSON.stringify(cmdline)).toBe(
+        cmdlineHasPidfile(cmdline, P),
+      );
+    }
   });
 });
 
