@@ -1,6 +1,6 @@
 // pve-nat's own addon (src/native/*.c), compiled as the package build compiles it, loaded into
 // the test process (and the bench's). Compiled once per test file into a temporary directory.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 // @ts-expect-error: plain ESM build script without type declarations
@@ -17,4 +17,19 @@ export function loadTestNative(): { native: Native; dispose(): void } {
   const mod = { exports: {} as Native };
   process.dlopen(mod, file);
   return { native: mod.exports, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The addon compiled into a temporary directory with `driver` (CommonJS; the addon's path is
+ *  its argv[2]) beside it, and the command that runs the driver inside namespace `ns`: for the
+ *  native tests that need the kernel state of a namespace they created (SPEC §7). */
+export function nativeDriver(ns: string, driver: string): { argv: string[]; dispose(): void } {
+  const repo = process.env.PVE_NAT_REPO ?? path.resolve(import.meta.dirname, "../..");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-driver-"));
+  const addon = path.join(dir, "pve-nat.node");
+  compileNative({ repo, out: addon });
+  writeFileSync(path.join(dir, "driver.cjs"), driver);
+  return {
+    argv: ["ip", "netns", "exec", ns, process.execPath, path.join(dir, "driver.cjs"), addon],
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

@@ -10,16 +10,12 @@ import {
   spawnSync,
 } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-// @ts-expect-error: plain ESM build script without type declarations
-import { compileNative } from "../../../packaging/native.mjs";
+import { nativeDriver } from "../../helpers/native.js";
 
 const ns = `pvenat-addr-${randomBytes(3).toString("hex")}`;
-let dir: string;
+let disposeDriver = () => {};
 let driver: ChildProcessWithoutNullStreams | null = null;
 let lines: AsyncIterator<string>;
 
@@ -34,12 +30,17 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", ()
 `;
 
 async function next(): Promise<string> {
-  const timeout = new Promise<never>((_, reject) =>
-    setTimeout(() => reject(new Error("driver did not answer within 5 s")), 5000),
-  );
-  const r = await Promise.race([lines.next(), timeout]);
-  if (r.done) throw new Error("driver exited");
-  return r.value;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("driver did not answer within 5 s")), 5000);
+  });
+  try {
+    const r = await Promise.race([lines.next(), timeout]);
+    if (r.done) throw new Error("driver exited");
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function changed(): Promise<boolean> {
@@ -50,18 +51,11 @@ async function changed(): Promise<boolean> {
 const ip = (...args: string[]) => execFileSync("ip", ["-n", ns, ...args]);
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "pvenat-addrwatch-"));
-  compileNative({ repo: process.cwd(), out: path.join(dir, "pve-nat.node") });
-  writeFileSync(path.join(dir, "driver.cjs"), DRIVER);
   execFileSync("ip", ["netns", "add", ns]);
-  driver = spawn("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    path.join(dir, "driver.cjs"),
-    path.join(dir, "pve-nat.node"),
-  ]);
+  const d = nativeDriver(ns, DRIVER);
+  disposeDriver = d.dispose;
+  const [cmd, ...args] = d.argv as [string, ...string[]];
+  driver = spawn(cmd, args);
   lines = createInterface({ input: driver.stdout })[Symbol.asyncIterator]();
   expect(await next()).toBe("ready");
 });
@@ -69,7 +63,7 @@ beforeAll(async () => {
 afterAll(() => {
   driver?.kill("SIGKILL");
   spawnSync("ip", ["netns", "del", ns]);
-  rmSync(dir, { recursive: true, force: true });
+  disposeDriver();
 });
 
 describe("addrWatch (in a fresh namespace)", () => {

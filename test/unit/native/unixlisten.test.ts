@@ -6,16 +6,12 @@
 // monitors of test/helpers/simnode.ts) and a driver that runs the addon there.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-// @ts-expect-error: plain ESM build script without type declarations
-import { compileNative } from "../../../packaging/native.mjs";
 import { parseListenerNames, parseUnixSockets } from "../../../src/pve/runstate.js";
+import { nativeDriver } from "../../helpers/native.js";
 
 const ns = `pvenat-unix-${randomBytes(3).toString("hex")}`;
-let dir: string;
+let driver: ReturnType<typeof nativeDriver> | null = null;
 const held: ChildProcess[] = [];
 
 const DRIVER = `
@@ -51,10 +47,8 @@ async function until(ok: () => boolean): Promise<void> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "pvenat-unixlisten-"));
-  compileNative({ repo: process.cwd(), out: path.join(dir, "pve-nat.node") });
-  writeFileSync(path.join(dir, "driver.cjs"), DRIVER);
   execFileSync("ip", ["netns", "add", ns]);
+  driver = nativeDriver(ns, DRIVER);
   inNs(["socat", "ABSTRACT-LISTEN:/var/lib/lxc/101/command,fork", "/dev/null"]);
   inNs(["socat", "ABSTRACT-LISTEN:/var/lib/lxc/102/command,fork", "/dev/null"]);
   // Bound, never listening (a datagram socket): /proc/net/unix lists it, the dump does not.
@@ -65,23 +59,13 @@ beforeAll(async () => {
 afterAll(() => {
   for (const c of held) c.kill("SIGKILL");
   spawnSync("ip", ["netns", "del", ns]);
-  rmSync(dir, { recursive: true, force: true });
+  driver?.dispose();
 });
 
 describe("abstractListeners (in a fresh namespace)", () => {
   it("names every listening abstract socket as /proc/net/unix does, and no other", () => {
-    const r = spawnSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ns,
-        process.execPath,
-        path.join(dir, "driver.cjs"),
-        path.join(dir, "pve-nat.node"),
-      ],
-      { encoding: "utf8", timeout: 10_000 },
-    );
+    const [cmd, ...args] = driver?.argv ?? ["false"];
+    const r = spawnSync(cmd as string, args, { encoding: "utf8", timeout: 10_000 });
     expect(r.status, r.stderr).toBe(0);
     const { listed: text, proc } = JSON.parse(r.stdout) as { listed: string | null; proc: string };
     expect(text).not.toBeNull();
