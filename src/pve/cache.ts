@@ -64,7 +64,7 @@ import {
   rel,
 } from "./nodefiles.js";
 import {
-  cmdlineBytesHavePidfile,
+  cmdlineHasPidfile,
   lxcCommandSocket,
   parseListenerNames,
   parseUnixSockets,
@@ -444,7 +444,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     if (pid !== null) {
       try {
         const len = readInto(`/proc/${pid}/cmdline`, cmdlineScratch);
-        running = cmdlineBytesHavePidfile(cmdlineScratch.buf.subarray(0, len), pidfile);
+        running = cmdlineHasPidfile(cmdlineScratch.buf.subarray(0, len), pidfile);
       } catch {
         running = false;
       }

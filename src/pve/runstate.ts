@@ -16,22 +16,13 @@ export function pidOf(text: string | null): string | null {
   return m ? (m[1] as string) : null;
 }
 
-/** qemu-server's check_running: the process's command line has `-pidfile <that same path>`
- *  (a recycled pid of some other process does not count; a zombie's cmdline is empty). */
-export function cmdlineHasPidfile(cmdline: string, pidfile: string): boolean {
-  const args = cmdline.split("\0");
-  for (let i = 0; i < args.length - 1; i++) {
-    if ((args[i] === "-pidfile" || args[i] === "--pidfile") && args[i + 1] === pidfile) return true;
-  }
-  return false;
-}
-
-/** cmdlineHasPidfile on the raw bytes of /proc/<pid>/cmdline, without decoding or splitting
- *  them: a qemu command line is 5–15 KB and the poll checks every running qemu guest each
- *  second (1000 guests: 27–44 ms a pass decoded and split, 15–25 ms searched as bytes). The
- *  same answer: an argument `-pidfile` or `--pidfile` directly followed by an argument that is
- *  exactly `pidfile` (the last one may lack its NUL). */
-export function cmdlineBytesHavePidfile(cmdline: Uint8Array, pidfile: string): boolean {
+/** qemu-server's check_running: the process's command line (the raw bytes of
+ *  /proc/<pid>/cmdline) has an argument `-pidfile` or `--pidfile` directly followed by one that
+ *  is exactly `pidfile` (a recycled pid of some other process does not count; a zombie's
+ *  cmdline is empty; the last argument may lack its NUL). Searched as bytes, not decoded and
+ *  split: a qemu command line is 5–15 KB and the poll checks every running qemu guest each
+ *  second (1000 guests: 27–44 ms a pass decoded and split, 15–25 ms searched). */
+export function cmdlineHasPidfile(cmdline: Uint8Array, pidfile: string): boolean {
   const buf = Buffer.from(cmdline.buffer, cmdline.byteOffset, cmdline.byteLength);
   for (const flag of ["-pidfile", "--pidfile"]) {
     const needle = Buffer.from(`${flag}\0${pidfile}`);
@@ -47,7 +38,7 @@ export async function qemuRunning(path: (abs: string) => string, vmid: number): 
   const pidfile = path(qemuPidfile(vmid));
   const pid = pidOf(await readFile(pidfile, "utf8").catch(() => null));
   if (pid === null) return false;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => null);
+  const cmdline = await readFile(`/proc/${pid}/cmdline`).catch(() => null);
   return cmdline !== null && cmdlineHasPidfile(cmdline, pidfile);
 }
 
