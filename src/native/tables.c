@@ -67,7 +67,8 @@ static int64_t nft_genid(void) {
     result = -errno;
     goto out;
   }
-  for (struct nlmsghdr *nh = &ans.nh; NLMSG_OK(nh, (size_t)len); nh = NLMSG_NEXT(nh, len)) {
+  int left = (int)len; /* signed: NLMSG_NEXT may take it below zero, which ends the loop */
+  for (struct nlmsghdr *nh = &ans.nh; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
     if (nh->nlmsg_type == NLMSG_ERROR) {
       const struct nlmsgerr *e = NLMSG_DATA(nh);
       result = e->error < 0 ? e->error : -EPROTO;

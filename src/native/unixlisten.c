@@ -71,7 +71,8 @@ static int dump(int fd, struct text *out) {
       errno = EIO;
       return -1;
     }
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+    int left = (int)n; /* signed: NLMSG_NEXT may take it below zero, which ends the loop */
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type == NLMSG_DONE) return 0;
       if (h->nlmsg_type == NLMSG_ERROR) {
         struct nlmsgerr *e = NLMSG_DATA(h);
