@@ -53,16 +53,10 @@ napi_value AddrWatch(napi_env env, napi_callback_info info) {
 }
 
 napi_value AddrChanged(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_valuetype t;
   void *p;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external ||
-      napi_get_value_external(env, argv[0], &p) != napi_ok) {
-    napi_throw_type_error(env, NULL, "addrChanged(watch from addrWatch())");
-    return NULL;
-  }
+  if (!get_args(env, info, 1, argv) || !external_arg(env, argv[0], &p))
+    return type_error(env, "addrChanged(watch from addrWatch())");
   int fd = (int)(intptr_t)p;
   bool changed = false;
   char buf[8192];

@@ -7,6 +7,22 @@
  */
 #include "native.h"
 
+napi_value type_error(napi_env env, const char *why) {
+  napi_throw_type_error(env, NULL, why);
+  return NULL;
+}
+
+int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
+}
+
+int external_arg(napi_env env, napi_value v, void **out) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && t == napi_external &&
+         napi_get_value_external(env, v, out) == napi_ok;
+}
+
 static int add(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return 0;

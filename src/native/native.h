@@ -4,6 +4,14 @@
 #define PVE_NAT_NATIVE_H
 #include <node_api.h>
 
+/* Argument checks every function shares (module.c). */
+/* Throws a TypeError saying what was expected; returns NULL for the caller to return. */
+napi_value type_error(napi_env env, const char *why);
+/* Fills argv with the first n arguments; 0 when there are fewer. */
+int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv);
+/* The pointer an external (made by one of our functions) holds; 0 when v is not one. */
+int external_arg(napi_env env, napi_value v, void **out);
+
 napi_value Drop(napi_env env, napi_callback_info info);     /* pagedrop.c */
 napi_value StatBatch(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */

@@ -340,11 +340,6 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-static napi_value fail(napi_env env, const char *why) {
-  napi_throw_type_error(env, NULL, why);
-  return NULL;
-}
-
 /* A NULL-terminated vector and its strings in one allocation: the strings are at
  * vec[n + 1] onwards. */
 static char **vec_alloc(size_t n, size_t bytes) {
@@ -462,28 +457,27 @@ static void fail_start(napi_env env, struct job *j, int error) {
 }
 
 napi_value Spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5)
-    return fail(env, "spawn(file, args, input, timeoutMs, maxOutputBytes)");
+  if (!get_args(env, info, 5, argv))
+    return type_error(env, "spawn(file, args, input, timeoutMs, maxOutputBytes)");
   napi_valuetype t;
   if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_string)
-    return fail(env, "file: a string");
+    return type_error(env, "file: a string");
   double timeout, max;
   if (napi_get_value_double(env, argv[3], &timeout) != napi_ok || !(timeout >= 0))
-    return fail(env, "timeoutMs: a number ≥ 0");
+    return type_error(env, "timeoutMs: a number ≥ 0");
   if (napi_get_value_double(env, argv[4], &max) != napi_ok || !(max >= 0))
-    return fail(env, "maxOutputBytes: a number ≥ 0");
+    return type_error(env, "maxOutputBytes: a number ≥ 0");
 
   struct job *j = calloc(1, sizeof *j);
-  if (j == NULL) return fail(env, "out of memory");
+  if (j == NULL) return type_error(env, "out of memory");
   j->in[0] = j->in[1] = j->out[0] = j->out[1] = j->err[0] = j->err[1] = -1;
   j->timeout_ms = timeout >= 9007199254740992.0 ? -1 : (int64_t)timeout;
   j->max_out = max >= (double)(SIZE_MAX / 2) ? SIZE_MAX / 2 : (size_t)max;
   j->argv = copy_argv(env, argv[0], argv[1]);
   if (j->argv == NULL) {
     job_free(j);
-    return fail(env, "args: an array of strings without NUL bytes");
+    return type_error(env, "args: an array of strings without NUL bytes");
   }
 
   /* input: null/undefined (stdin = /dev/null), a Buffer, or a string (sent as UTF-8: spares
@@ -495,7 +489,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
     if (napi_get_value_string_utf8(env, argv[2], NULL, 0, &len) != napi_ok ||
         !buf_reserve(&j->input, len + 1)) {
       job_free(j);
-      return fail(env, "input: out of memory");
+      return type_error(env, "input: out of memory");
     }
     napi_get_value_string_utf8(env, argv[2], j->input.data, len + 1, &j->input.len);
   } else if (t != napi_null && t != napi_undefined) {
@@ -505,12 +499,12 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
     if (napi_is_buffer(env, argv[2], &is_buffer) != napi_ok || !is_buffer ||
         napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
       job_free(j);
-      return fail(env, "input: a Buffer, a string or null");
+      return type_error(env, "input: a Buffer, a string or null");
     }
     j->has_input = 1;
     if (len && !buf_reserve(&j->input, len)) {
       job_free(j);
-      return fail(env, "input: out of memory");
+      return type_error(env, "input: out of memory");
     }
     if (len) memcpy(j->input.data, data, len);
     j->input.len = len;
@@ -518,7 +512,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
   j->envp = copy_env();
   if (j->envp == NULL) {
     job_free(j);
-    return fail(env, "out of memory");
+    return type_error(env, "out of memory");
   }
 
   napi_value promise, name;
@@ -527,7 +521,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
       napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, complete,
                                       &j->tsfn) != napi_ok) {
     job_free(j);
-    return fail(env, "cannot create the promise");
+    return type_error(env, "cannot create the promise");
   }
   int rc = prepare_child(j);
   if (rc != 0) {

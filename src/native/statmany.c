@@ -40,11 +40,6 @@ struct batch {
   struct entry *e;
 };
 
-static napi_value fail(napi_env env, const char *why) {
-  napi_throw_type_error(env, NULL, why);
-  return NULL;
-}
-
 static void free_batch(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -59,12 +54,10 @@ static void free_batch(napi_env env, void *data, void *hint) {
 }
 
 napi_value StatBatch(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1)
-    return fail(env, "statBatch(paths)");
+  if (!get_args(env, info, 1, argv)) return type_error(env, "statBatch(paths)");
   uint32_t n;
-  if (napi_get_array_length(env, argv[0], &n) != napi_ok) return fail(env, "paths: an array");
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok) return type_error(env, "paths: an array");
   struct batch *b = calloc(1, sizeof *b);
   if (!b || !(b->e = calloc(n ? n : 1, sizeof *b->e))) {
     free(b);
@@ -81,7 +74,7 @@ napi_value StatBatch(napi_env env, napi_callback_info info) {
     if (napi_get_element(env, argv[0], i, &v) != napi_ok ||
         napi_get_value_string_utf8(env, v, path, sizeof path, &got) != napi_ok) {
       free_batch(env, b, NULL);
-      return fail(env, "paths: strings");
+      return type_error(env, "paths: strings");
     }
     if (got >= sizeof path - 1) {
       e->err = ENAMETOOLONG;
@@ -109,28 +102,23 @@ napi_value StatBatch(napi_env env, napi_callback_info info) {
   napi_value out;
   if (napi_create_external(env, b, free_batch, NULL, &out) != napi_ok) {
     free_batch(env, b, NULL);
-    return fail(env, "statBatch: cannot wrap");
+    return type_error(env, "statBatch: cannot wrap");
   }
   return out;
 }
 
 napi_value StatMany(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2)
-    return fail(env, "statMany(batch, out)");
-  napi_valuetype t;
+  if (!get_args(env, info, 2, argv)) return type_error(env, "statMany(batch, out)");
   void *p;
-  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external ||
-      napi_get_value_external(env, argv[0], &p) != napi_ok)
-    return fail(env, "batch: from statBatch()");
+  if (!external_arg(env, argv[0], &p)) return type_error(env, "batch: from statBatch()");
   struct batch *b = p;
   napi_typedarray_type type;
   size_t len;
   void *data;
   if (napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL) != napi_ok ||
       type != napi_float64_array || len / 4 < b->n)
-    return fail(env, "out: a Float64Array of 4 numbers per path");
+    return type_error(env, "out: a Float64Array of 4 numbers per path");
   double *out = data;
   uint32_t changed = 0;
   const char *open_dir = NULL;

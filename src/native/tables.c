@@ -151,15 +151,12 @@ static napi_value str(napi_env env, const char *s) {
 }
 
 napi_value TablesToken(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
   char backend[16] = "";
   size_t got;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_string_utf8(env, argv[0], backend, sizeof backend, &got) != napi_ok) {
-    napi_throw_type_error(env, NULL, "tablesToken(backend)");
-    return NULL;
-  }
+  if (!get_args(env, info, 1, argv) ||
+      napi_get_value_string_utf8(env, argv[0], backend, sizeof backend, &got) != napi_ok)
+    return type_error(env, "tablesToken(backend)");
   char token[96];
   if (strcmp(backend, "nft") == 0) {
     int64_t id = nft_genid();
@@ -176,8 +173,7 @@ napi_value TablesToken(napi_env env, napi_callback_info info) {
     snprintf(token, sizeof token, "legacy:%016llx:%016llx", (unsigned long long)nat,
              (unsigned long long)raw);
   } else {
-    napi_throw_type_error(env, NULL, "tablesToken: backend is nft or legacy");
-    return NULL;
+    return type_error(env, "tablesToken: backend is nft or legacy");
   }
   return str(env, token);
 }
