@@ -449,7 +449,10 @@ function settleAll(
       const i = offset + j;
       const state = settled.states[i] as Forward["state"];
       const reason = settled.reasons[i] ?? null;
-      let f = slot.out[j];
+      // The candidate's own forward where settling left it as expanded (nearly always): a
+      // copy per forward was a second set of 10000 objects at 1000 guests, kept for the
+      // daemon's life. Expansion is the last writer of a candidate's forward.
+      let f = c.forward.state === state && c.forward.reason === reason ? c.forward : slot.out[j];
       if (!f || f.state !== state || f.reason !== reason) {
         f = { ...c.forward, state, reason };
         slot.out[j] = f;
