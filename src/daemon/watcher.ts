@@ -50,8 +50,9 @@ export interface WatcherDeps {
 }
 
 export interface Watcher {
-  /** Takes the baseline without reporting it (call before the initial full sync). */
-  prime(): Promise<void>;
+  /** Takes the baseline without reporting it: `current` when given (the fingerprint of what
+   *  the initial full sync read), else a fresh fingerprint. */
+  prime(current?: Map<string, string>): Promise<void>;
   /** One poll: compares with the previous fingerprint and reports what changed. */
   pass(): Promise<Change | null>;
   start(): void;
@@ -94,7 +95,11 @@ export function createWatcher(deps: WatcherDeps): Watcher {
   const loop = every(deps.clock, deps.intervalMs, pass);
 
   return {
-    async prime() {
+    async prime(current) {
+      if (current) {
+        last = current;
+        return;
+      }
       try {
         last = await deps.fingerprint();
       } catch (err) {

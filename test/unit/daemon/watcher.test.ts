@@ -115,4 +115,24 @@ describe("watcher", () => {
     expect(await w.pass()).toEqual({ all: false, vmids: [101] });
     expect(changes).toHaveLength(1);
   });
+  it("prime(current) takes the given baseline without a fingerprint of its own", async () => {
+    const calls: string[] = [];
+    const changes: Change[] = [];
+    const w = createWatcher({
+      fingerprint: async () => {
+        calls.push("fingerprint");
+        return edit({ "firewall/101.fw": "f2" });
+      },
+      onChange: (c) => changes.push(c),
+      clock: fakeClock(),
+      intervalMs: 1000,
+      log: silent,
+    });
+    // What the initial sync read: the first pass compares with it, not with a read of its own.
+    await w.prime(new Map(BASE));
+    expect(calls).toEqual([]);
+    expect(await w.pass()).toEqual({ all: false, vmids: [101] });
+    expect(changes).toEqual([{ all: false, vmids: [101] }]);
+    expect(await w.pass()).toBeNull();
+  });
 });
