@@ -7,15 +7,21 @@ import path from "node:path";
 import { compileNative } from "../../packaging/native.mjs";
 import type { Native } from "../../src/native/addon.js";
 
-/** Compiles and loads the addon; `dispose` removes the file (the mapping stays loaded). The
+/** The addon compiled as the package build compiles it, into a fresh temporary directory. The
  *  bench, bundled to CommonJS where import.meta is empty, names the repo in PVE_NAT_REPO. */
-export function loadTestNative(): { native: Native; dispose(): void } {
+function compileToTemp(prefix: string): { dir: string; addon: string } {
   const repo = process.env.PVE_NAT_REPO ?? path.resolve(import.meta.dirname, "../..");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-native-"));
-  const file = path.join(dir, "pve-nat.node");
-  compileNative({ repo, out: file });
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const addon = path.join(dir, "pve-nat.node");
+  compileNative({ repo, out: addon });
+  return { dir, addon };
+}
+
+/** Compiles and loads the addon; `dispose` removes the file (the mapping stays loaded). */
+export function loadTestNative(): { native: Native; dispose(): void } {
+  const { dir, addon } = compileToTemp("pve-nat-native-");
   const mod = { exports: {} as Native };
-  process.dlopen(mod, file);
+  process.dlopen(mod, addon);
   return { native: mod.exports, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -23,10 +29,7 @@ export function loadTestNative(): { native: Native; dispose(): void } {
  *  its argv[2]) beside it, and the command that runs the driver inside namespace `ns`: for the
  *  native tests that need the kernel state of a namespace they created (SPEC §7). */
 export function nativeDriver(ns: string, driver: string): { argv: string[]; dispose(): void } {
-  const repo = process.env.PVE_NAT_REPO ?? path.resolve(import.meta.dirname, "../..");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-driver-"));
-  const addon = path.join(dir, "pve-nat.node");
-  compileNative({ repo, out: addon });
+  const { dir, addon } = compileToTemp("pve-nat-driver-");
   writeFileSync(path.join(dir, "driver.cjs"), driver);
   return {
     argv: ["ip", "netns", "exec", ns, process.execPath, path.join(dir, "driver.cjs"), addon],
