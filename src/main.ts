@@ -4,7 +4,8 @@
 // bundle is CommonJS, where every statically imported module is evaluated at start; modules
 // reached only through `await import()` are evaluated when that runs. So this file imports
 // nothing heavy: `--version`, `hook` and `notify` never load commander or the other commands
-// (which pull in pino, child_process and the daemon), and everything else loads them on demand.
+// (which pull in pino, child_process and the daemon), `daemon` loads only its own, and
+// everything else loads them on demand.
 
 import { type FastInvocation, fastInvocation, GLOBAL_FLAGS } from "./cli/globals.js";
 import { exitFor } from "./errors.js";
@@ -14,6 +15,9 @@ async function runFast(fast: FastInvocation): Promise<void> {
   if (fast.command === "hook") {
     const { hookCommand } = await import("./cli/hook.js");
     await hookCommand(fast.args, fast.opts);
+  } else if (fast.command === "daemon") {
+    const { daemonCommand } = await import("./cli/daemon.js");
+    await daemonCommand(fast.opts);
   } else {
     const { notifyCommand } = await import("./cli/notify.js");
     await notifyCommand(fast.args, fast.opts);

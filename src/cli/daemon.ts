@@ -10,8 +10,13 @@ export function register(program: Command): void {
       "run the NAT daemon in the foreground (the only writer of pve-nat's iptables rules)",
     )
     .action(async (_opts: unknown, cmd: Command) => {
-      await runDaemon(contextFrom(cmd.optsWithGlobals<GlobalOptions>()));
-      // Stopped: a handle left open (a timer, a child's pipe) must not keep the process alive.
-      process.exit(process.exitCode ?? 0);
+      await daemonCommand(cmd.optsWithGlobals<GlobalOptions>());
     });
+}
+
+/** `pve-nat daemon` as run: main.ts's fast path calls it without commander, `register` with. */
+export async function daemonCommand(opts: GlobalOptions): Promise<void> {
+  await runDaemon(contextFrom(opts));
+  // Stopped: a handle left open (a timer, a child's pipe) must not keep the process alive.
+  process.exit(process.exitCode ?? 0);
 }

@@ -1,4 +1,4 @@
-// The hookscript's fast start: main.ts reads `hook`/`notify` argv without commander, exactly as
+// The fast start: main.ts reads `hook`/`notify`/`daemon` argv without commander, exactly as
 // commander would, and the hook path loads none of the heavy packages.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,14 +7,15 @@ import { Command } from "commander";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BusServer, startBus } from "../../../src/bus/server.js";
+import { register as registerDaemon } from "../../../src/cli/daemon.js";
 import { fastInvocation, GLOBAL_FLAGS } from "../../../src/cli/globals.js";
 import { register as registerHook } from "../../../src/cli/hook.js";
 import { register as registerNotify } from "../../../src/cli/notify.js";
 import type { GlobalOptions } from "../../../src/context.js";
 import { runBundle } from "../../helpers/bundle.js";
 
-/** What commander hands the hook/notify action: the program built as main.ts builds it, with
- *  the two real registrations whose actions are replaced by a recorder. */
+/** What commander hands the hook/notify/daemon action: the program built as main.ts builds it,
+ *  with the real registrations whose actions are replaced by a recorder. */
 async function commanderView(
   argv: string[],
 ): Promise<{ command: string; args: string[]; opts: GlobalOptions } | null> {
@@ -25,6 +26,7 @@ async function commanderView(
   for (const flag of GLOBAL_FLAGS) program.option(flag.flags, flag.description);
   registerHook(program);
   registerNotify(program);
+  registerDaemon(program);
   let seen: { command: string; args: string[]; opts: GlobalOptions } | null = null;
   for (const sub of program.commands) {
     sub.exitOverride().action((...params: unknown[]) => {
@@ -56,6 +58,9 @@ describe("fastInvocation", () => {
     [["notify", "reload", "--root", "/r"]],
     [["--config", "/c", "notify", "guest", "107", "up"]],
     [["notify", "guest", "--node", "n", "107", "down", "--weird"]],
+    [["daemon"]],
+    [["--root", "/r", "daemon"]],
+    [["daemon", "--root=/r", "--config", "/c.conf", "--node", "n", "--json"]],
   ])("reads %j as commander does", async (argv) => {
     const fast = fastInvocation(argv);
     expect(fast).not.toBeNull();
@@ -75,6 +80,9 @@ describe("fastInvocation", () => {
     [["check", "--root", "/r"]],
     [["events", "--count", "1"]],
     [["help", "hook"]],
+    [["daemon", "extra"]],
+    [["daemon", "--bogus"]],
+    [["daemon", "--help"]],
   ])("leaves %j to commander", (argv) => {
     expect(fastInvocation(argv)).toBeNull();
   });
