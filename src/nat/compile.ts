@@ -13,7 +13,7 @@ import type {
 } from "../model.js";
 import { IFACE, IFACE_NAME } from "../names.js";
 import { CONNTRACK_HELPERS } from "../pve/fw/options.js";
-import { type Candidate, expandRule, type RuleContext } from "./expand.js";
+import { type Candidate, expandRule, type RuleContext, type RuleDraft } from "./expand.js";
 import { addressesKey, guestNicAddresses, type NicAddress } from "./learn.js";
 import { type Settled, type SettleTables, settle, settleTables } from "./settle.js";
 
@@ -477,8 +477,8 @@ function settleAll(
     const oc: OwnerChains = { owner, dnat: [], snat: [] };
     act.forEach((c, k) => {
       const forward = idx[k] as number;
-      for (const r of c.dnat) oc.dnat.push({ ...r, forward } as NatRule);
-      for (const r of c.snat) oc.snat.push({ ...r, forward } as NatRule);
+      for (const r of c.dnat) oc.dnat.push(withForward(r, forward));
+      for (const r of c.snat) oc.snat.push(withForward(r, forward));
     });
     // Kept until the owner changes: to length (see compact()).
     oc.dnat = oc.dnat.slice();
@@ -495,6 +495,16 @@ function settleAll(
     forwards,
     chains,
   };
+}
+
+/** The draft as a plan rule of forward `forward`. A draft fresh from expansion is in no plan
+ *  yet: it takes the index itself (a copy per rule was a second set of 10000 objects at 1000
+ *  guests, made and kept by every reconcile). One that a plan already holds with another index
+ *  (a guest before it gained or lost a forward) is copied: plans are never changed. */
+function withForward(r: RuleDraft, forward: number): NatRule {
+  const held = r as Partial<NatRule>;
+  if (held.forward === undefined) held.forward = forward;
+  return held.forward === forward ? (held as NatRule) : { ...r, forward };
 }
 
 /** A Proxmox SDN subnet with `snat 1` makes Proxmox write `raw PREROUTING -i fwbr+ -j CT
