@@ -95,33 +95,23 @@ describe("tablesToken (in a fresh namespace)", () => {
     expect(token("legacy")).toBe(t1);
     // A rule replaced by one of the same size (one port byte differs): another token; put
     // back, the first one.
-    sh("iptables-legacy", [
-      "-t",
-      "nat",
-      "-R",
-      "PVENAT-1",
-      "1",
-      "-p",
-      "tcp",
-      "--dport",
-      "81",
-      "-j",
-      "RETURN",
-    ]);
+    const replaceRule = (dport: string) =>
+      sh("iptables-legacy", [
+        "-t",
+        "nat",
+        "-R",
+        "PVENAT-1",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        dport,
+        "-j",
+        "RETURN",
+      ]);
+    replaceRule("81");
     expect(token("legacy")).not.toBe(t1);
-    sh("iptables-legacy", [
-      "-t",
-      "nat",
-      "-R",
-      "PVENAT-1",
-      "1",
-      "-p",
-      "tcp",
-      "--dport",
-      "80",
-      "-j",
-      "RETURN",
-    ]);
+    replaceRule("80");
     expect(token("legacy")).toBe(t1);
     // Another rule in nat, then in raw: each moves its half.
     sh("iptables-legacy", ["-t", "nat", "-A", "PVENAT-1", "-p", "udp", "-j", "RETURN"]);
