@@ -7,11 +7,12 @@ import type { Runner } from "../iptables/runner.js";
 import { type LiveState, parseSave, sameSave } from "../iptables/save.js";
 import { decideSync, liveRules, type SyncDecision } from "../iptables/sync.js";
 import type { Forward, NatPlan, Owner } from "../model.js";
+import { forwardIndicesOf, plannedChains } from "../nat/lookup.js";
 import type { Clock } from "./clock.js";
 import { type ConntrackDelete, forwardsGone } from "./conntrack.js";
 import type { LoadScope } from "./plan.js";
 import { type ApplyResult, type ApplyTarget, type Batch, createQueue } from "./queue.js";
-import { ownerOf, report } from "./report.js";
+import { report } from "./report.js";
 
 export { PausedError } from "../errors.js";
 export type { ApplyResult, ApplyTarget } from "./queue.js";
@@ -95,7 +96,13 @@ export function goneForwards(
   owners: ReadonlySet<Owner>,
 ): ConntrackDelete[] {
   if (owners.size === 0) return [];
-  const mine = before.forwards.filter((f) => f.state === "active" && owners.has(ownerOf(f)));
+  // A forward the new plan holds as it was (compile keeps unchanged forwards' identity) is
+  // still live: only the others need the node-wide search below. A pre-start of a guest that
+  // was already up (its chains rewritten as they were) leaves none.
+  const kept = new Set(forwardIndicesOf(after, owners).map((i) => after.forwards[i]));
+  const mine = forwardIndicesOf(before, owners)
+    .map((i) => before.forwards[i] as Forward)
+    .filter((f) => f.state === "active" && !kept.has(f));
   if (mine.length === 0) return [];
   const targets = new Set(mine.map((f) => f.private.address));
   const rough = new Set(mine.map(roughKey));
@@ -289,7 +296,7 @@ export function createApplier(deps: ApplierDeps): Applier {
     const rendered = request.owners;
     const removedRules = new Map<Owner, number>();
     if (rendered.length > 0) {
-      const planned = new Set(newPlan.chains.map((c) => c.owner));
+      const planned = plannedChains(newPlan);
       for (const o of rendered) if (!planned.has(o)) removedRules.set(o, liveRules(current, o));
     }
 

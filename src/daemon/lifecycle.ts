@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { NatPlan } from "../model.js";
+import { forwardsOf, plannedChains } from "../nat/lookup.js";
 import type { Applier, ApplyResult } from "./applier.js";
 import type { Clock } from "./clock.js";
 
@@ -86,9 +87,9 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
 
 /** The hook's answer for the task log (the hook prefixes "vm<id> <phase>: "). */
 export function ackMessage(vmid: number, r: ApplyResult, stopping: boolean): string {
-  const chain = r.plan.chains.find((c) => c.owner === vmid);
+  const chain = plannedChains(r.plan).get(vmid);
   const rules = chain ? chain.dnat.length + chain.snat.length : 0;
-  const mine = r.plan.forwards.filter((f) => f.vmid === vmid);
+  const mine = forwardsOf(r.plan, vmid);
   const active = mine.filter((f) => f.state === "active").length;
   const bad = mine.filter((f) => f.state === "conflict" || f.state === "error");
   let msg: string;

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { BusEvent } from "../bus/protocol.js";
 import { type Admission, pendingOf } from "../diagnose/admission.js";
 import type { Forward, NatPlan, Owner } from "../model.js";
+import { conflictsOf, forwardsOf, ownerOf, plannedChains } from "../nat/lookup.js";
 
 // What one cycle tells the world: an `applied` or `removed` event per rewritten owner, a
 // `conflict` event per conflict that is new or whose owner was rewritten, and log lines with
@@ -20,15 +21,11 @@ export interface CycleReport {
   admissions?: ReadonlyMap<number, Admission>;
 }
 
-export function ownerOf(f: Forward): Owner {
-  return f.vmid ?? "NODE";
-}
-
 /** The learned guest address of vmid's live forwards (null: none live). */
 function liveAddress(plan: NatPlan | null, vmid: number): string | null {
   const addrs = new Set<string>();
-  for (const f of plan?.forwards ?? []) {
-    if (f.vmid !== vmid || f.state !== "active" || f.private.address === null) continue;
+  for (const f of plan ? forwardsOf(plan, vmid) : []) {
+    if (f.state !== "active" || f.private.address === null) continue;
     const src = f.private.addressSource;
     if (src === null || src === "rule") continue;
     addrs.add(f.private.address);
@@ -58,7 +55,7 @@ export function report(
   // Nothing rewritten and the same plan (an idle drift check): no event, no conflict that is
   // new, no log line; skips walking every forward twice.
   if (rendered.length === 0 && plan === previous && !full) return;
-  const byOwner = new Map(plan.chains.map((c) => [c.owner, c]));
+  const byOwner = plannedChains(plan);
   const many = rendered.length > 20;
   const say = many ? log.debug.bind(log) : log.info.bind(log);
   for (const o of rendered) {
@@ -87,11 +84,8 @@ export function report(
   // A guest whose only forwards lose a conflict has no chain to rewrite, so "touched" alone
   // would never report it: a conflict new since the previous plan is reported regardless.
   const conflictKey = (f: Forward) => `${f.vmid}\0${f.origin}\0${f.proto}\0${f.public.ports}`;
-  const wasConflict = new Set(
-    (previous?.forwards ?? []).filter((f) => f.state === "conflict").map(conflictKey),
-  );
-  for (const f of plan.forwards) {
-    if (f.state !== "conflict") continue;
+  const wasConflict = new Set(previous ? conflictsOf(previous).map(conflictKey) : []);
+  for (const f of conflictsOf(plan)) {
     if (!touched.has(ownerOf(f)) && wasConflict.has(conflictKey(f))) continue;
     const message = `${f.origin}: ${f.reason ?? "conflict"}`;
     publish({ type: "conflict", ts, vmid: f.vmid, rules: 0, ms, message });

@@ -1,6 +1,7 @@
-import type { GuestNic, NatPlan, NodeInput, Owner, Proto } from "../model.js";
+import type { Forward, GuestNic, NatPlan, NodeInput, Owner, Proto } from "../model.js";
 import { guestFirewallOn } from "../nat/compile.js";
 import { ipToInt } from "../nat/ipv4.js";
+import { forwardIndicesOf } from "../nat/lookup.js";
 import { parsePorts } from "../pve/ports.js";
 import { evaluateChain, type FilterPacket, type FilterTable } from "./filter.js";
 import { sourcesOf } from "./forwards.js";
@@ -56,23 +57,25 @@ export function admissionTargets(
   // With the nftables proxmox-firewall there are no iptables NIC chains to read.
   if (input.host?.options.nftables === "1") return [];
   const out: AdmissionTarget[] = [];
-  plan.forwards.forEach((f, index) => {
-    if (f.state !== "active" || f.direction !== "in" || f.vmid === null) return;
-    if (owners && !owners.has(f.vmid)) return;
-    if (f.proto === null || f.private.address === null || f.private.ports === null) return;
+  // A cycle asks about the guests it rewrote (a hook: one of 1000), not about every forward.
+  const indices = owners ? forwardIndicesOf(plan, owners) : plan.forwards.keys();
+  for (const index of indices) {
+    const f = plan.forwards[index] as Forward;
+    if (f.state !== "active" || f.direction !== "in" || f.vmid === null) continue;
+    if (f.proto === null || f.private.address === null || f.private.ports === null) continue;
     const g = input.guests[f.vmid];
-    if (!g?.fw || !guestFirewallOn(input.cluster, g.fw)) return;
+    if (!g?.fw || !guestFirewallOn(input.cluster, g.fw)) continue;
     const nic = nicFor(g.conf.nics, f.private.address);
-    if (!nic?.firewall) return;
+    if (!nic?.firewall) continue;
     const dport = parsePorts(f.private.ports);
-    if (!Array.isArray(dport)) return;
+    if (!Array.isArray(dport)) continue;
     const source = sourcesOf(plan, index);
     const verdict = evaluateGuestIn(
       { nic: nic.index, source, dest: f.private.address, proto: f.proto, dport },
       g.fw,
       input.cluster,
     );
-    if (verdict.verdict !== "accept") return;
+    if (verdict.verdict !== "accept") continue;
     const chain = nicInChain(g.conf.kind, f.vmid, nic.index);
     const addr = ipToInt(f.private.address);
     out.push({
@@ -92,7 +95,7 @@ export function admissionTargets(
         ctstate: ["NEW"],
       },
     });
-  });
+  }
   return out;
 }
 

@@ -1,4 +1,5 @@
 import type { NatPlan, Owner } from "../model.js";
+import { plannedChains } from "../nat/lookup.js";
 import { compareOwners, ownerChain, parseOwnerChain } from "./chains.js";
 import { createRenderMemo, diffLive, type RenderMemo, type RestoreRequest } from "./render.js";
 import type { LiveState } from "./save.js";
@@ -44,11 +45,11 @@ export function decideSync(
   ask: SyncAsk,
   memo: RenderMemo = createRenderMemo(),
 ): SyncDecision {
-  const planned = new Set<Owner>(plan.chains.map((c) => c.owner));
+  const planned = plannedChains(plan);
   const present = liveOwners(live);
   const owners = new Set<Owner>();
   if (ask.all) {
-    for (const o of planned) owners.add(o);
+    for (const o of planned.keys()) owners.add(o);
     for (const o of present) owners.add(o);
   } else {
     for (const o of ask.owners) if (planned.has(o) || present.has(o)) owners.add(o);
@@ -58,12 +59,12 @@ export function decideSync(
   const drift = diffLive(plan, live, memo);
   for (const o of drift.owners) owners.add(o);
   let changedSet = planned.size !== present.size;
-  for (const o of planned) if (!present.has(o)) changedSet = true;
+  for (const o of planned.keys()) if (!present.has(o)) changedSet = true;
   const entry = ask.all || drift.entry || changedSet;
   if (entry) {
     // The entry chains jump to every planned owner: each must exist (or stop existing) in
     // this same payload.
-    for (const o of planned) if (!present.has(o)) owners.add(o);
+    for (const o of planned.keys()) if (!present.has(o)) owners.add(o);
     for (const o of present) if (!planned.has(o)) owners.add(o);
   }
   return {

@@ -15,6 +15,7 @@ import { IFACE, IFACE_NAME } from "../names.js";
 import { CONNTRACK_HELPERS } from "../pve/fw/options.js";
 import { type Candidate, expandRule, type RuleContext, type RuleDraft } from "./expand.js";
 import { addressesKey, guestNicAddresses, type NicAddress } from "./learn.js";
+import { recordLayout } from "./lookup.js";
 import { type Settled, type SettleTables, settle, settleTables } from "./settle.js";
 
 // Typed config + run state → NatPlan. Pure: everything it needs is in NodeInput.
@@ -440,13 +441,20 @@ function settleAll(
   const forwards: Forward[] = new Array(n);
   const chains: OwnerChains[] = [];
   const owners = new Set<Owner>();
+  // nat/lookup.ts's indices, at the cost of a push per forward.
+  const byOwner = new Map<Owner, number[]>();
+  const conflicts: number[] = [];
+  const chainOf = new Map<Owner, OwnerChains>();
   let offset = 0;
   for (const { owner, slot } of segments) {
     const act: Candidate[] = [];
     const idx: number[] = [];
+    const at: number[] = [];
+    if (slot.cands.length > 0) byOwner.set(owner, at);
     for (let j = 0; j < slot.cands.length; j++) {
       const c = slot.cands[j] as Candidate;
       const i = offset + j;
+      at.push(i);
       const state = settled.states[i] as Forward["state"];
       const reason = settled.reasons[i] ?? null;
       // The candidate's own forward where settling left it as expanded (nearly always): a
@@ -458,6 +466,7 @@ function settleAll(
         slot.out[j] = f;
       }
       forwards[i] = f;
+      if (state === "conflict") conflicts.push(i);
       if (state !== "active") continue;
       act.push(c);
       idx.push(i);
@@ -472,6 +481,7 @@ function settleAll(
       prev.cands.every((c, k) => c === act[k] && prev.indices[k] === idx[k])
     ) {
       chains.push(prev.chains);
+      chainOf.set(owner, prev.chains);
       continue;
     }
     const oc: OwnerChains = { owner, dnat: [], snat: [] };
@@ -485,8 +495,10 @@ function settleAll(
     oc.snat = oc.snat.slice();
     memo.chains.set(owner, { cands: act, indices: idx, chains: oc });
     chains.push(oc);
+    chainOf.set(owner, oc);
   }
   for (const o of memo.chains.keys()) if (!owners.has(o)) memo.chains.delete(o);
+  recordLayout(forwards, { byOwner, conflicts }, chains, chainOf);
 
   return {
     segments: segments.map((s) => s.slot.cands),

@@ -5,7 +5,9 @@ import { createApplier, goneForwards } from "../../../src/daemon/applier.js";
 import { forwardsGone } from "../../../src/daemon/conntrack.js";
 import type { LoadScope } from "../../../src/daemon/plan.js";
 import type { Owner } from "../../../src/model.js";
+import { compile, createCompileMemo } from "../../../src/nat/compile.js";
 import { fakeClock, type GuestSpec, makePlan, silent } from "../../helpers/fixtures.js";
+import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 import { simKernel } from "../../helpers/sim-kernel.js";
 
 describe("applier load scope", () => {
@@ -82,4 +84,31 @@ describe("goneForwards", () => {
     const a = makePlan([{ vmid: 101, port: 1 }]);
     expect(goneForwards(a, makePlan([{ vmid: 101, port: 2 }]), new Set([101]))).not.toEqual([]);
   });
+  // The daemon's plans come from one long-lived compile memo, which keeps unchanged forwards'
+  // identity: goneForwards skips those. Consecutive plans of random edits, every owner asked.
+  it.each([1, 2, 3, 4, 5, 6])(
+    "same deletions over random edits with the memo (seed %i)",
+    (seed) => {
+      const r = prng(seed);
+      const node = randomNode(r, 4 + Math.floor(r() * 12));
+      const build = inputBuilder();
+      const memo = createCompileMemo();
+      let before = compile(build(node), memo);
+      let deleting = 0;
+      for (let step = 0; step < 30; step++) {
+        randomEdit(r, node);
+        const after = compile(build(node), memo);
+        const owners = new Set<Owner>([
+          "NODE",
+          ...node.guests.keys(),
+          ...before.forwards.map((f) => f.vmid ?? "NODE"),
+        ]);
+        const got = goneForwards(before, after, owners);
+        expect(got, `seed ${seed} step ${step}`).toEqual(forwardsGone(before, after, owners));
+        if (got.length > 0) deleting++;
+        before = after;
+      }
+      expect(deleting, "edits that delete conntrack entries").toBeGreaterThan(0);
+    },
+  );
 });
