@@ -268,9 +268,14 @@ export function createApplier(deps: ApplierDeps): Applier {
             runState: batch.check || batch.drift,
             ...(verify.length > 0 ? { runStateOf: verify } : {}),
           };
+    // The tables are read while the plan loads: iptables runs in its own process, and at 1000
+    // guests a reconcile's or drift check's read (12-20 ms) no longer waits for the load.
+    const reading = full || batch.drift || live === null ? readLive() : null;
+    // A load that throws leaves the read unawaited: its failure is the load's to report.
+    reading?.catch(() => {});
     const newPlan = await deps.load(scope);
     const tLoaded = clock.now();
-    const current = full || batch.drift || live === null ? await readLive() : live;
+    const current = reading ? await reading : (live ?? (await readLive()));
     const tRead = clock.now();
     live = current;
 

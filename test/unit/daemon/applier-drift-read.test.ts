@@ -168,4 +168,46 @@ describe("drift check: reading the live tables", () => {
     expect(decisions()).toBe(before + 2);
     expect(t.kernel.tables.nat.get("PVENAT-101-DNAT")?.length).toBeGreaterThan(0);
   });
+
+  it("reads the tables while the plan loads, and a load that fails leaves nothing unhandled", async () => {
+    const order: string[] = [];
+    const kernel = simKernel();
+    const plan = makePlan([{ vmid: 101, port: 8101 }]);
+    let fail = false;
+    const applier = createApplier({
+      load: async () => {
+        order.push("load starts");
+        // Still loading: the reads must begin meanwhile (else the timer ends this first).
+        await new Promise<void>((r) => setTimeout(r, 50));
+        order.push("load ends");
+        if (fail) throw new Error("cannot read firewall/101.fw");
+        return plan;
+      },
+      runner: {
+        backend: kernel.backend,
+        restore: (payload: string) => kernel.restore(payload),
+        async save(table: "nat" | "raw", counters?: boolean) {
+          order.push(`read ${table}`);
+          return kernel.save(table, counters);
+        },
+      },
+      publish: () => {},
+      log: silent,
+      clock: fakeClock(),
+    });
+    await applier.apply({ full: true });
+    expect(order.slice(0, 4).sort()).toEqual(["load ends", "load starts", "read nat", "read raw"]);
+    expect(order[3]).toBe("load ends");
+    fail = true;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      await expect(applier.apply({ drift: true })).rejects.toThrow("firewall/101.fw");
+      await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+  });
 });
