@@ -290,6 +290,32 @@ interface Planned {
   chains: Map<string, string[]>;
   /** Owner → its chain names in that order. */
   owners: Map<Owner, string[]>;
+  /** The chain names joined (fullEntries' key), made on first use. */
+  names?: string;
+}
+
+/** A live state's owner chains and their owners. Live states are never changed once made
+ *  (renderSync builds the next one), and one event's cycle asks this of the same state three
+ *  times (the owners present, the drift, the stale chains): at 1000 guests each was a pass of
+ *  2000 name lookups, ≈ a third of deciding and rendering a one-guest event (issue 10). */
+const liveIndex = new WeakMap<LiveState, { names: string[]; owners: Set<Owner> }>();
+
+export function liveOwnerChains(live: LiveState): {
+  names: readonly string[];
+  owners: ReadonlySet<Owner>;
+} {
+  let index = liveIndex.get(live);
+  if (index === undefined) {
+    index = { names: [], owners: new Set() };
+    for (const name of live.chains.keys()) {
+      const parsed = parseOwnerChain(name);
+      if (parsed === null) continue;
+      index.names.push(name);
+      index.owners.add(parsed.owner);
+    }
+    liveIndex.set(live, index);
+  }
+  return index;
 }
 
 /** What renderSync/diffLive keep between calls. Opaque: one per daemon. */
@@ -369,7 +395,8 @@ function same(
  *  changed, so comparing them with live is an identity check. */
 function fullEntries(plan: NatPlan, planned: Planned, memo: RenderMemo): Map<string, string[]> {
   const e = plan.entry;
-  const key = `${preroutingMatch(e)}\0${e.hostAccess}\0${[...planned.chains.keys()].join(",")}`;
+  planned.names ??= [...planned.chains.keys()].join(",");
+  const key = `${preroutingMatch(e)}\0${e.hostAccess}\0${planned.names}`;
   if (memo.entries?.key !== key) {
     memo.entries = { key, chains: entryChains(plan, planned.chains.keys(), () => true) };
   }
@@ -397,13 +424,17 @@ export function renderSync(req: RestoreRequest, memo: RenderMemo = createRenderM
   for (const o of [...new Set<Owner>(req.owners)].sort(compareOwners))
     declared.push(...(planned.owners.get(o) ?? []));
   // Stale: any live owner chain the plan no longer has, whoever asked (kube-proxy style).
-  const stale = [...live.chains.keys()]
-    .filter((c) => parseOwnerChain(c) !== null && !planned.chains.has(c))
+  const stale = liveOwnerChains(live)
+    .names.filter((c) => !planned.chains.has(c))
     .sort(compareChains);
   const declaredSet = new Set(declared);
   const exists = (c: string) => declaredSet.has(c) || live.chains.has(c);
   let allExist = true;
-  for (const name of planned.chains.keys()) if (!exists(name)) allExist = false;
+  for (const name of planned.chains.keys()) {
+    if (exists(name)) continue;
+    allExist = false;
+    break;
+  }
   const entries = allExist
     ? fullEntries(plan, planned, memo)
     : entryChains(plan, planned.chains.keys(), exists);
@@ -502,9 +533,8 @@ export function diffLive(
     if (!same(memo, lines, live.chains.get(name)))
       owners.add(parseOwnerChain(name)?.owner as Owner);
   }
-  for (const name of live.chains.keys()) {
-    const parsed = parseOwnerChain(name);
-    if (parsed && !planned.chains.has(name)) owners.add(parsed.owner);
+  for (const name of liveOwnerChains(live).names) {
+    if (!planned.chains.has(name)) owners.add(parseOwnerChain(name)?.owner as Owner);
   }
   const entry =
     entriesDiffer(memo, fullEntries(plan, planned, memo), live) ||

@@ -1,7 +1,13 @@
 import type { NatPlan, Owner } from "../model.js";
 import { plannedChains } from "../nat/lookup.js";
-import { compareOwners, ownerChain, parseOwnerChain } from "./chains.js";
-import { createRenderMemo, diffLive, type RenderMemo, type RestoreRequest } from "./render.js";
+import { compareOwners, ownerChain } from "./chains.js";
+import {
+  createRenderMemo,
+  diffLive,
+  liveOwnerChains,
+  type RenderMemo,
+  type RestoreRequest,
+} from "./render.js";
 import type { LiveState } from "./save.js";
 
 // The sync decision, pure: given the plan, the live state and what was asked, which owners'
@@ -22,13 +28,8 @@ export interface SyncDecision {
 }
 
 /** Owners that have at least one chain in `live`. */
-export function liveOwners(live: LiveState): Set<Owner> {
-  const out = new Set<Owner>();
-  for (const name of live.chains.keys()) {
-    const p = parseOwnerChain(name);
-    if (p) out.add(p.owner);
-  }
-  return out;
+export function liveOwners(live: LiveState): ReadonlySet<Owner> {
+  return liveOwnerChains(live).owners;
 }
 
 /** Rules an owner has live (what a `removed` event counts). */

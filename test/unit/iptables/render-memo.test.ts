@@ -3,7 +3,12 @@
 // their objects), live states that follow the payloads (renderSync's `after`, as the applier
 // keeps it) with random drift, random owner sets.
 import { describe, expect, it } from "vitest";
-import { createRenderMemo, diffLive, renderSync } from "../../../src/iptables/render.js";
+import {
+  createRenderMemo,
+  diffLive,
+  liveOwnerChains,
+  renderSync,
+} from "../../../src/iptables/render.js";
 import { emptyLive, type LiveState } from "../../../src/iptables/save.js";
 import type { NatPlan, Owner } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
@@ -79,5 +84,28 @@ describe("render with a memo", () => {
     expect(payload).not.toBe("");
     expect(diffLive(plan, live, memo)).toEqual({ owners: [], entry: false });
     expect(renderSync({ plan, owners: [], entry: false, live }, memo).payload).toBe("");
+  });
+
+  // liveOwnerChains is read once per state (states are never changed): each state renderSync
+  // builds must be read on its own, or a chain it removed would still count as live.
+  it("reads each live state's owner chains from that state", () => {
+    const r = prng(5);
+    const node = randomNode(r, 12);
+    const build = inputBuilder();
+    const plan = compile(build(node), createCompileMemo());
+    const first = renderSync(
+      { plan, owners: plan.chains.map((c) => c.owner), entry: true, live: emptyLive() },
+      createRenderMemo(),
+    ).after;
+    const stray = { ...first, chains: new Map(first.chains).set("PVENAT-4242-DNAT", []) };
+    const owned = (names: readonly string[]) => names.filter((n) => /^PVENAT-(\d+|NODE)-/.test(n));
+    expect(liveOwnerChains(first).names).toEqual(owned([...first.chains.keys()]));
+    expect(liveOwnerChains(stray).owners.has(4242)).toBe(true);
+    const d = diffLive(plan, stray);
+    expect(d.owners).toContain(4242);
+    const { payload, after } = renderSync({ plan, owners: d.owners, entry: d.entry, live: stray });
+    expect(payload).toContain("-X PVENAT-4242-DNAT");
+    expect(liveOwnerChains(after).owners.has(4242)).toBe(false);
+    expect(liveOwnerChains(after).names).toEqual(liveOwnerChains(first).names);
   });
 });
