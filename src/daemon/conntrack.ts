@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { run as exec } from "../exec.js";
 import type { Forward, NatPlan, Owner } from "../model.js";
+import { ownerOf } from "../nat/lookup.js";
 
 // Removing or changing a forward must also drop the conntrack entries it created, or
 // established flows (UDP above all) keep reaching the old target (SPEC §4). A shell like
@@ -64,7 +65,7 @@ export function forwardsGone(
   const seen = new Set<string>();
   const out: ConntrackDelete[] = [];
   for (const f of before.forwards) {
-    if (f.state !== "active" || !owners.has(f.vmid ?? "NODE") || still.has(key(f))) continue;
+    if (f.state !== "active" || !owners.has(ownerOf(f)) || still.has(key(f))) continue;
     for (const d of deletesFor(f)) {
       const k = d.join(" ");
       if (!seen.has(k)) {

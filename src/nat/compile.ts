@@ -440,8 +440,8 @@ function settleAll(
 
   const forwards: Forward[] = new Array(n);
   const chains: OwnerChains[] = [];
-  const owners = new Set<Owner>();
-  // nat/lookup.ts's indices, at the cost of a push per forward.
+  // nat/lookup.ts's indices, at the cost of a push per forward. chainOf also says which owners
+  // keep a chain (the compile memo drops the others below).
   const byOwner = new Map<Owner, number[]>();
   const conflicts: number[] = [];
   const chainOf = new Map<Owner, OwnerChains>();
@@ -473,7 +473,6 @@ function settleAll(
     }
     offset += slot.cands.length;
     if (act.length === 0) continue;
-    owners.add(owner);
     const prev = memo.chains.get(owner);
     if (
       prev &&
@@ -497,7 +496,7 @@ function settleAll(
     chains.push(oc);
     chainOf.set(owner, oc);
   }
-  for (const o of memo.chains.keys()) if (!owners.has(o)) memo.chains.delete(o);
+  for (const o of memo.chains.keys()) if (!chainOf.has(o)) memo.chains.delete(o);
   recordLayout(forwards, { byOwner, conflicts }, chains, chainOf);
 
   return {

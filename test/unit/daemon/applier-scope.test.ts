@@ -6,6 +6,7 @@ import { forwardsGone } from "../../../src/daemon/conntrack.js";
 import type { LoadScope } from "../../../src/daemon/plan.js";
 import type { Owner } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
+import { ownerOf } from "../../../src/nat/lookup.js";
 import { fakeClock, type GuestSpec, makePlan, silent } from "../../helpers/fixtures.js";
 import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 import { simKernel } from "../../helpers/sim-kernel.js";
@@ -101,7 +102,7 @@ describe("goneForwards", () => {
         const owners = new Set<Owner>([
           "NODE",
           ...node.guests.keys(),
-          ...before.forwards.map((f) => f.vmid ?? "NODE"),
+          ...before.forwards.map(ownerOf),
         ]);
         const got = goneForwards(before, after, owners);
         expect(got, `seed ${seed} step ${step}`).toEqual(forwardsGone(before, after, owners));
