@@ -298,6 +298,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
   // Loading the program touched most of the executable; the reconcile needs a part of it.
   // Given back now, the reconcile's pages and its heap are not resident at the same time.
   native?.drop();
+  // Once per start: the page cache of a freshly installed executable holds it in folios of up
+  // to 2 MB, each mapped whole at a touch on Linux ≥ 6.18 (src/native/pagedrop.c).
+  const evicted = native?.evictExe();
+  if (evicted !== undefined && evicted < 0) log.debug({ errno: -evicted }, "evictExe failed");
   const t0 = clock.now();
   let reconciled = false;
   try {

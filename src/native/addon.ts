@@ -53,6 +53,9 @@ export interface Native {
   /** pagedrop.c: gives back the resident pages of the executable's clean read-only mappings;
    *  the bytes released (-1: smaps unreadable). */
   drop(): number;
+  /** pagedrop.c: drops the page cache of the executable that no process maps, so what the
+   *  daemon maps back comes in small folios; 0, or -errno. */
+  evictExe(): number;
   /** statmany.c: prepares the paths for statMany (converted once, grouped by directory). */
   statBatch(paths: readonly string[]): StatBatch;
   /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of the batch's paths[i] (as

@@ -15,13 +15,25 @@
  * linker's relocations under RELRO); dropping those would bring back the file's unrelocated
  * bytes. smaps's "Anonymous:" counts exactly those pages, so a mapping with any is left alone.
  *
+ * evictExe() deals with the other half: how much of the file one touch maps. The kernel here
+ * (6.18) maps the whole page-cache folio around a faulting address, and a file written or read
+ * sequentially (dpkg installing it, cp, cat, a backup) sits in the cache in folios of up to 2 MB,
+ * so every code page the daemon runs brings its 2 MB neighbourhood into its RSS. Pages read back
+ * by the daemon's own faults come in readahead-sized folios (64 KB here). Measured with `npm run
+ * bench -- --footprint --counts 1000 --backend nft`, one run each, the cache filled by `cat`
+ * first: RSS peak 104.8 MB without the eviction, 89.6 MB with it (97.8 MB without, for a cache
+ * left in small folios by earlier runs).
+ *
  * Part of pve-nat's own addon (src/native/module.c).
  */
 #define _GNU_SOURCE
 #include "native.h"
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_RANGES 4096
 
@@ -85,5 +97,26 @@ napi_value Drop(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   if (napi_create_double(env, released, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* evictExe() → 0, or -errno. Asks the kernel to drop the page cache of this process's own
+ * executable; POSIX_FADV_DONTNEED leaves every page some process maps (hooks running now, the
+ * daemon's own working set) and any dirty page alone, so nothing running loses a page: what
+ * is evicted is read back on its next use, from disk or the host's cache (110 MB in 0.12 s
+ * here). Called once, right after the first drop(). */
+napi_value EvictExe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int rc = 0;
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+  } else {
+    int e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (e != 0) rc = -e;
+    close(fd);
+  }
+  napi_value result;
+  if (napi_create_int32(env, rc, &result) != napi_ok) return NULL;
   return result;
 }

@@ -1,7 +1,7 @@
 // src/native/pagedrop.c (in pve-nat's own addon), compiled as the package build compiles it and
 // loaded into a plain node process (the daemon loads the same file from its single executable).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -91,6 +91,45 @@ describe("pagedrop addon", () => {
       const a = after.get(m.range);
       expect(a, m.range).toBeDefined();
       expect(a?.anon, `${m.range} ${m.perms} ${m.path}`).toBe(m.anon);
+    }
+  });
+
+  // evictExe(): run from a copy of node (its page cache is ours to observe with fincore), the
+  // copy read whole first, as dpkg's write or a `cp` leaves an installed executable. After the
+  // child has dropped its mappings and evicted, what stays cached is at most what it mapped back
+  // to finish; without the eviction the whole file stays. The copy lives in the repo's build/
+  // directory, not /tmp, which may be tmpfs (shared memory is never evicted).
+  it("evictExe drops the executable's page cache that no process maps", () => {
+    const dir2 = mkdtempSync(path.join(repo, "build", "pagedrop-"));
+    try {
+      const exe = path.join(dir2, "node");
+      copyFileSync(process.execPath, exe);
+      chmodSync(exe, 0o755);
+      readFileSync(exe);
+      const cached = () =>
+        Number(
+          execFileSync("fincore", ["--bytes", "--noheadings", "--output", "RES", exe], {
+            encoding: "utf8",
+          }).trim(),
+        );
+      const size = statSync(exe).size;
+      const before = cached();
+      const rc = execFileSync(
+        exe,
+        [
+          "-e",
+          "const m={exports:{}};process.dlopen(m,process.argv[1]);m.exports.drop();" +
+            "process.stdout.write(String(m.exports.evictExe()))",
+          addon,
+        ],
+        { encoding: "utf8" },
+      );
+      const after = cached();
+      expect(rc).toBe("0");
+      expect(before).toBeGreaterThan(size * 0.9);
+      expect(after).toBeLessThan(before / 2);
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
     }
   });
 });
