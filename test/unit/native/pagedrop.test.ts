@@ -1,7 +1,15 @@
 // src/native/pagedrop.c (in pve-nat's own addon), compiled as the package build compiles it and
 // loaded into a plain node process (the daemon loads the same file from its single executable).
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -100,6 +108,7 @@ describe("pagedrop addon", () => {
   // to finish; without the eviction the whole file stays. The copy lives in the repo's build/
   // directory, not /tmp, which may be tmpfs (shared memory is never evicted).
   it("evictExe drops the executable's page cache that no process maps", () => {
+    mkdirSync(path.join(repo, "build"), { recursive: true });
     const dir2 = mkdtempSync(path.join(repo, "build", "pagedrop-"));
     try {
       const exe = path.join(dir2, "node");
