@@ -299,7 +299,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
   // Given back now, the reconcile's pages and its heap are not resident at the same time.
   native?.drop();
   // Once per start: the page cache of a freshly installed executable holds it in folios of up
-  // to 2 MB, each mapped whole at a touch on Linux ≥ 6.18 (src/native/pagedrop.c).
+  // to 2 MB, which a kernel like this machine's (6.18) maps whole at a touch
+  // (src/native/pagedrop.c).
   const evicted = native?.evictExe();
   if (evicted !== undefined && evicted < 0) log.debug({ errno: -evicted }, "evictExe failed");
   const t0 = clock.now();

@@ -1,8 +1,9 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop() and
- * evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c), tablesToken()
- * (tables.c), addrWatch()/addrChanged() (addrwatch.c) and abstractListeners() (unixlisten.c). Built by packaging/native.mjs against Node-API (node-api-headers), so one build
- * loads in any Node ≥ 20; embedded in the single executable like the zeromq addon
+ * evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
+ * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c) and abstractListeners()
+ * (unixlisten.c). Built by packaging/native.mjs against Node-API (node-api-headers), so one
+ * build loads in any Node ≥ 20; embedded in the single executable like the zeromq addon
  * (src/native/addon.ts).
  */
 #include "native.h"
@@ -30,10 +31,11 @@ static int add(napi_env env, napi_value exports, const char *name, napi_callback
 }
 
 NAPI_MODULE_INIT() {
-  if (!add(env, exports, "drop", Drop) || !add(env, exports, "evictExe", EvictExe) || !add(env, exports, "statBatch", StatBatch) ||
-      !add(env, exports, "statMany", StatMany) || !add(env, exports, "spawn", Spawn) ||
-      !add(env, exports, "tablesToken", TablesToken) ||
-      !add(env, exports, "addrWatch", AddrWatch) || !add(env, exports, "addrChanged", AddrChanged) ||
+  if (!add(env, exports, "drop", Drop) || !add(env, exports, "evictExe", EvictExe) ||
+      !add(env, exports, "statBatch", StatBatch) || !add(env, exports, "statMany", StatMany) ||
+      !add(env, exports, "spawn", Spawn) || !add(env, exports, "tablesToken", TablesToken) ||
+      !add(env, exports, "addrWatch", AddrWatch) ||
+      !add(env, exports, "addrChanged", AddrChanged) ||
       !add(env, exports, "abstractListeners", AbstractListeners))
     return NULL;
   return exports;
