@@ -161,6 +161,9 @@ export interface CountResult {
     restore_ms: number;
     total_ms: number;
     n: number;
+    /** The three slowest of those cycles, whole: where an apply p99 goes (the daemon's
+     *  JavaScript, the table read, or the restore itself). */
+    slowest: Array<{ load_ms: number; read_ms: number; restore_ms: number; total_ms: number }>;
   };
   edit: Summary;
   edit_failures: number;
@@ -766,10 +769,22 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       restore_ms: r1(median(one.map((c) => c.restoreMs))),
       total_ms: r1(median(one.map((c) => c.ms))),
       n: one.length,
+      slowest: [...one]
+        .sort((a, b) => b.ms - a.ms)
+        .slice(0, 3)
+        .map((c) => ({
+          load_ms: r1(c.loadMs),
+          read_ms: r1(c.readMs),
+          restore_ms: r1(c.restoreMs),
+          total_ms: r1(c.ms),
+        })),
     };
     if (o.debugLog) {
       progress(
-        `cycle split p50: load ${cycleSplit.load_ms} ms, restore ${cycleSplit.restore_ms} ms`,
+        `cycle split p50: load ${cycleSplit.load_ms} ms, restore ${cycleSplit.restore_ms} ms; ` +
+          `slowest (load/read/restore/total): ${cycleSplit.slowest
+            .map((c) => `${c.load_ms}/${c.read_ms}/${c.restore_ms}/${c.total_ms}`)
+            .join(", ")}`,
       );
     }
 
