@@ -9,6 +9,7 @@ export const NATIVE_SOURCES = [
   "module.c",
   "addrwatch.c",
   "pagedrop.c",
+  "pidfd.c",
   "spawn.c",
   "statmany.c",
   "tables.c",

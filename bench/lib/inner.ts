@@ -1,7 +1,8 @@
 // The part of the bench that runs inside the node's network namespace (one backend, every
 // guest count): the daemon, its hooks and events, the floor, the old approach. Prints one
 // "RESULT <json>" line on stdout; progress goes to stderr.
-import { readFile, rm } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Request } from "../../src/bus/protocol.js";
 import { busClient } from "./bus.js";
@@ -22,6 +23,7 @@ import {
   editFw,
   FIRST_VMID,
   publicPort,
+  qemuPidfile,
   RULES_PER_GUEST,
   vmids,
   writeNode,
@@ -127,10 +129,22 @@ export interface LearnedIdle {
   idle: IdleResult;
 }
 
+/** The idle window again on a node of qemu guests (issue 10): their run state is a pidfile and
+ *  the command line of the process it names (qemu-server's check_running). */
+export interface QemuIdle {
+  guests: number;
+  /** Bytes of each simulated qemu's command line. */
+  cmdline_bytes: number;
+  reconcile_ms: number;
+  idle: IdleResult;
+}
+
 export interface CountResult {
   guests: number;
   /** Only for the largest count. */
   learned_idle?: LearnedIdle;
+  /** Only for the largest count. */
+  qemu_idle?: QemuIdle;
   rules: number;
   reconcile: {
     wall_ms: number;
@@ -682,6 +696,89 @@ async function learnedIdle(o: InnerOptions, count: number): Promise<LearnedIdle>
   }
 }
 
+/** Stand-ins for `count` running qemu guests (no qemu here): per guest one `sh` blocked on a
+ *  pipe that never delivers, whose command line carries `-pidfile <its pidfile>` as
+ *  qemu-server's does, padded with -device arguments to ≈ 5 KB (real ones are 5-15 KB), and the
+ *  pidfile naming it. Killed with stop(). */
+async function startQemus(
+  root: string,
+  count: number,
+): Promise<{ cmdlineBytes: number; stop(): Promise<void> }> {
+  const pad = Array.from({ length: 60 }, () => [
+    "-device",
+    "virtio-net-pci,mac=BC:24:11:00:00:01,netdev=net0,bus=pci.0,addr=0x12,id=net0",
+  ]).flat();
+  const procs: ChildProcess[] = [];
+  let cmdlineBytes = 0;
+  const stop = async () => {
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null || p.signalCode !== null) return resolve();
+            p.once("exit", () => resolve());
+            p.kill("SIGKILL");
+          }),
+      ),
+    );
+  };
+  try {
+    for (const vmid of vmids(count)) {
+      const pidfile = qemuPidfile(root, vmid);
+      const argv = ["-c", "read _", "kvm", "-id", String(vmid), ...pad, "-pidfile", pidfile];
+      const p = spawn("sh", argv, { stdio: ["pipe", "ignore", "ignore"] });
+      procs.push(p);
+      if (p.pid === undefined) throw new Error(`cannot start a stand-in for qemu guest ${vmid}`);
+      await writeFile(pidfile, `${p.pid}\n`);
+      cmdlineBytes = ["sh", ...argv].reduce((n, a) => n + Buffer.byteLength(a) + 1, 0);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { cmdlineBytes, stop };
+}
+
+async function qemuIdle(o: InnerOptions, count: number): Promise<QemuIdle> {
+  label = `${o.backend} ${count} qemu guests`;
+  const tree = await writeNode(
+    path.join(o.work, `q${count}`),
+    count,
+    o.backend,
+    false,
+    false,
+    "qemu",
+  );
+  await clearTables(o.backend);
+  const qemus = await startQemus(tree.root, count);
+  const daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
+  try {
+    progress("starting the daemon (reconcile, qemu guests)");
+    const rec = await Promise.race([
+      daemon.reconciled,
+      sleep(60_000).then(() => null),
+      daemon.proc.exited.then(() => null),
+    ]);
+    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
+    const live = guestCount(await saveNat(o.backend));
+    if (live !== count) throw new Error(`qemu guests: ${live} guests live, want ${count}`);
+    const quiet = await idle(o, daemon, tree);
+    progress(
+      `idle, qemu guests: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB`,
+    );
+    return {
+      guests: count,
+      cmdline_bytes: qemus.cmdlineBytes,
+      reconcile_ms: r1(rec.at - daemon.startedAt),
+      idle: quiet,
+    };
+  } finally {
+    await daemon.stop();
+    await qemus.stop();
+    await clearTables(o.backend);
+  }
+}
+
 const NO_RUNS: Summary = summarize([]);
 
 async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
@@ -870,6 +967,7 @@ export async function runInner(o: InnerOptions): Promise<void> {
     null,
   );
   if (largest) largest.learned_idle = await learnedIdle(o, largest.guests);
+  if (largest) largest.qemu_idle = await qemuIdle(o, largest.guests);
   await clearTables(o.backend);
   await new Promise<void>((resolve) =>
     process.stdout.write(

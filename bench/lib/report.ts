@@ -45,6 +45,8 @@ export interface Figures {
   idle: CountResult["idle"];
   /** Issue 9: the idle window with every guest address learned from the PVE IPAM. */
   learned_idle?: CountResult["learned_idle"];
+  /** Issue 10: the idle window with qemu guests (pidfile + command line run state). */
+  qemu_idle?: CountResult["qemu_idle"];
   memory_after_burst_mb: CountResult["memory_after_burst"];
 }
 
@@ -119,6 +121,7 @@ export function figures(c: CountResult): Figures {
     idle: c.idle,
     memory_after_burst_mb: c.memory_after_burst,
     ...(c.learned_idle ? { learned_idle: c.learned_idle } : {}),
+    ...(c.qemu_idle ? { qemu_idle: c.qemu_idle } : {}),
   };
 }
 
@@ -390,6 +393,17 @@ export function renderTables(reports: readonly BackendReport[]): string {
       ];
     }),
   );
+  const qemu = reports.flatMap((r) =>
+    Object.values(r.counts).flatMap((f) => {
+      const q = f.qemu_idle;
+      if (!q) return [];
+      const fs = q.idle.fs ? `${q.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
+      return [
+        `${r.backend}: ${q.guests} qemu guests (stand-ins with ${q.cmdline_bytes}-byte command lines): ` +
+          `reconcile ${q.reconcile_ms} ms, idle CPU ${r2(q.idle.cpu_s_per_s * 100)} %, ${fs}, RSS ${q.idle.memory.rss} MB`,
+      ];
+    }),
+  );
   return [
     "All times in ms (medians/percentiles; run counts in bench/results.json). * = extrapolated;",
     "† = time budget for that loop used up before the issue's minimum run count (each event took too long).",
@@ -399,6 +413,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
     "",
     ...growth,
     ...learned,
+    ...qemu,
   ].join("\n");
 }
 

@@ -15,7 +15,7 @@ import {
   writeNode as writeTree,
 } from "../../test/helpers/simnode.js";
 
-export { holderNode, holdLxcSockets } from "../../test/helpers/simnode.js";
+export { holderNode, holdLxcSockets, qemuPidfile } from "../../test/helpers/simnode.js";
 
 export const FIRST_VMID = 1000;
 export const PUBLIC_ADDRESS = "203.0.113.10";
@@ -87,13 +87,15 @@ export function ipamState(count: number): string {
 /** Writes a fresh root for `count` guests. Config: defaults but node and backend; with
  *  `debugLog` the daemon logs each cycle's load/read/restore split (at 1000 guests those debug
  *  lines cost the reconcile ≈ 0.2 s, so measured runs keep the default level). With `learned`,
- *  the guest configs say `ip=dhcp` and the addresses come from the PVE IPAM (ipamState). */
+ *  the guest configs say `ip=dhcp` and the addresses come from the PVE IPAM (ipamState); with
+ *  `kind` "qemu" the guests are qemu guests (run state: startQemus). */
 export async function writeNode(
   root: string,
   count: number,
   backend: "nft" | "legacy",
   debugLog = false,
   learned = false,
+  kind: "lxc" | "qemu" = "lxc",
 ): Promise<NodeTree> {
   await rm(root, { recursive: true, force: true });
   const pollIntervalMs = 1000;
@@ -111,8 +113,8 @@ export async function writeNode(
     vmlist: true,
     guests: vmids(count).map((vmid) => ({
       vmid,
-      kind: "lxc",
-      conf: guestConf({ vmid, kind: "lxc", ip: learned ? "dhcp" : guestIp(vmid) }),
+      kind,
+      conf: guestConf({ vmid, kind, ip: learned ? "dhcp" : guestIp(vmid) }),
       fw: fwText(vmid),
     })),
   });

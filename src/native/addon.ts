@@ -70,6 +70,14 @@ export interface Native {
   /** unixlisten.c: the abstract unix socket names listening in this namespace, "@name" per
    *  line (NULs as '@', as /proc/net/unix shows them); null when sock_diag refuses. */
   abstractListeners(): string | null;
+  /** pidfd.c: a pidfd for `pid` (close-on-exec), or -errno (ESRCH: no such process). */
+  pidfdOpen(pid: number): number;
+  /** pidfd.c: out[i] = 1 when fds[i] is a pidfd whose process has not exited, else 0
+   *  (negative fds read 0); returns how many are 1, or -errno when poll(2) fails. One system
+   *  call for every qemu guest's run state (src/pve/cache.ts). */
+  pidfdsRunning(fds: Int32Array, out: Uint8Array): number;
+  /** pidfd.c: closes a descriptor pidfdOpen gave. */
+  closeFd(fd: number): void;
   /** tables.c: a token that stays the same while the backend's nat and raw tables read the
    *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
   tablesToken(backend: "nft" | "legacy"): string | null;
@@ -107,6 +115,19 @@ export function addressEvents(native: Native): (() => boolean) | null {
     return null;
   }
   return () => native.addrChanged(watch);
+}
+
+/** The node source's view of the pidfd calls (src/pve/cache.ts SourceOptions.pidfds). */
+export function pidfdsOf(native: Native): {
+  open(pid: number): number;
+  running(fds: Int32Array, out: Uint8Array): number;
+  close(fd: number): void;
+} {
+  return {
+    open: (pid) => native.pidfdOpen(pid),
+    running: (fds, out) => native.pidfdsRunning(fds, out),
+    close: (fd) => native.closeFd(fd),
+  };
 }
 
 /** statMany over a list of paths, each array prepared once (the node source passes the same

@@ -1,10 +1,10 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop() and
  * evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
- * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c) and abstractListeners()
- * (unixlisten.c). Built by packaging/native.mjs against Node-API (node-api-headers), so one
- * build loads in any Node ≥ 20; embedded in the single executable like the zeromq addon
- * (src/native/addon.ts).
+ * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c), abstractListeners()
+ * (unixlisten.c) and pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c). Built by
+ * packaging/native.mjs against Node-API (node-api-headers), so one build loads in any Node ≥ 20;
+ * embedded in the single executable like the zeromq addon (src/native/addon.ts).
  */
 #include "native.h"
 
@@ -36,7 +36,9 @@ NAPI_MODULE_INIT() {
       !add(env, exports, "spawn", Spawn) || !add(env, exports, "tablesToken", TablesToken) ||
       !add(env, exports, "addrWatch", AddrWatch) ||
       !add(env, exports, "addrChanged", AddrChanged) ||
-      !add(env, exports, "abstractListeners", AbstractListeners))
+      !add(env, exports, "abstractListeners", AbstractListeners) ||
+      !add(env, exports, "pidfdOpen", PidfdOpen) ||
+      !add(env, exports, "pidfdsRunning", PidfdsRunning) || !add(env, exports, "closeFd", CloseFd))
     return NULL;
   return exports;
 }

@@ -21,5 +21,8 @@ napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
 napi_value AddrWatch(napi_env env, napi_callback_info info); /* addrwatch.c */
 napi_value AddrChanged(napi_env env, napi_callback_info info); /* addrwatch.c */
 napi_value AbstractListeners(napi_env env, napi_callback_info info); /* unixlisten.c */
+napi_value PidfdOpen(napi_env env, napi_callback_info info);     /* pidfd.c */
+napi_value PidfdsRunning(napi_env env, napi_callback_info info); /* pidfd.c */
+napi_value CloseFd(napi_env env, napi_callback_info info);       /* pidfd.c */
 
 #endif

@@ -147,6 +147,15 @@ export interface SourceOptions {
    *  addon, src/native/addrwatch.c): `public_address = auto` is asked again only then (and
    *  every PUBLIC_ADDRESS_EVERY_MS). Without it, when /proc/net/fib_trie reads differently. */
   addressEvents?: () => boolean;
+  /** Process descriptors (the daemon's addon, src/native/pidfd.c): with them a qemu guest's
+   *  command line is read when its pidfile names a new pid, and afterwards one poll(2) over
+   *  every running guest's pidfd says which still run. Without them every poll reads every
+   *  running qemu guest's command line, as qemu-server's check_running does. */
+  pidfds?: {
+    open(pid: number): number;
+    running(fds: Int32Array, out: Uint8Array): number;
+    close(fd: number): void;
+  };
 }
 
 const { ENOENT, ENOTDIR } = osConstants.errno;
@@ -433,25 +442,102 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   }
 
   const cmdlineScratch = { buf: Buffer.allocUnsafe(16 * 1024) };
-  /** qemu-server's check_running (runstate.ts). The command line is read on every pass: a
-   *  pid that exited may linger as a zombie (its /proc entry stays, its cmdline is empty), so
-   *  only the cmdline says the process still is that qemu. */
-  function qemuCheck(vmid: number, now: number): boolean {
-    const pidfile = paths.path(qemuPidfile(vmid));
-    const e = touch(pidfile, now);
+  /** Per qemu guest the pidfd (opts.pidfds) of the process whose command line last showed it
+   *  to be that guest's, and the pid its pidfile named then. While that process has not
+   *  exited and the pidfile names the same pid, check_running can only say "running" (a pidfd
+   *  is one process, never a recycled pid), so the command line is not read again. At 1000
+   *  simulated qemu guests (5 KB command lines, as short as a real qemu's get) reading them
+   *  all every second kept the idle daemon at 4 % of a core (issue 10). */
+  const qemuWatch = new Map<number, { pid: string; fd: number }>();
+  function unwatch(vmid: number): void {
+    const w = qemuWatch.get(vmid);
+    if (w === undefined) return;
+    qemuWatch.delete(vmid);
+    opts.pidfds?.close(w.fd);
+  }
+
+  const oneFd = new Int32Array(1);
+  const oneOut = new Uint8Array(1);
+  /** qemu-server's check_running (runstate.ts) for a guest whose pidfile entry is `e`: the
+   *  command line is read unless its watch still runs (`alive`: known from a batch poll of
+   *  every watch; undefined: ask for this one). A pid that exited may linger as a zombie (its
+   *  /proc entry stays, its cmdline is empty), so only the cmdline says a new pid is that qemu. */
+  function qemuState(vmid: number, pidfile: string, e: FileEntry, alive?: boolean): boolean {
     const pid = pidOf(e.text);
+    const w = qemuWatch.get(vmid);
     let running = false;
-    if (pid !== null) {
-      try {
-        const len = readInto(`/proc/${pid}/cmdline`, cmdlineScratch);
-        running = cmdlineHasPidfile(cmdlineScratch.buf.subarray(0, len), pidfile);
-      } catch {
-        running = false;
+    if (pid !== null && w?.pid === pid && (alive ?? watchRuns(w.fd))) {
+      running = true;
+    } else {
+      unwatch(vmid);
+      if (pid !== null) {
+        // Opened before the read: if the process exits in between, the pidfd says so next time.
+        const fd = opts.pidfds ? opts.pidfds.open(Number(pid)) : -1;
+        try {
+          const len = readInto(`/proc/${pid}/cmdline`, cmdlineScratch);
+          running = cmdlineHasPidfile(cmdlineScratch.buf.subarray(0, len), pidfile);
+        } catch {
+          running = false;
+        }
+        if (fd >= 0 && running) qemuWatch.set(vmid, { pid, fd });
+        else if (fd >= 0) opts.pidfds?.close(fd);
       }
     }
     if (qemuRuns.get(vmid) !== running) changes++;
     qemuRuns.set(vmid, running);
     return running;
+  }
+
+  function watchRuns(fd: number): boolean {
+    if (!opts.pidfds) return false;
+    oneFd[0] = fd;
+    return opts.pidfds.running(oneFd, oneOut) === 1;
+  }
+
+  function qemuCheck(vmid: number, now: number): boolean {
+    const pidfile = paths.path(qemuPidfile(vmid));
+    return qemuState(vmid, pidfile, touch(pidfile, now));
+  }
+
+  /** The pidfiles of a list of qemu guests and their numbers (statMany's layout), and the
+   *  guests' pidfds: one batch stat and one poll for all of them. */
+  let qemuBatch: {
+    vmids: readonly number[];
+    pidfiles: string[];
+    out: Float64Array;
+    fds: Int32Array;
+    alive: Uint8Array;
+  } | null = null;
+
+  /** qemuCheck for each of `vmids` (the same array on every pass until the guest list
+   *  changes), with the pidfiles stat'ed in one batch and the watches polled at once. */
+  async function qemuChecks(vmids: readonly number[], now: number): Promise<void> {
+    if (vmids.length === 0) return;
+    if (qemuBatch?.vmids !== vmids) {
+      qemuBatch = {
+        vmids,
+        pidfiles: vmids.map((v) => paths.path(qemuPidfile(v))),
+        out: new Float64Array(vmids.length * 4),
+        fds: new Int32Array(vmids.length),
+        alive: new Uint8Array(vmids.length),
+      };
+    }
+    const b = qemuBatch;
+    if (opts.statMany) opts.statMany(b.pidfiles, b.out);
+    let polled = false;
+    if (opts.pidfds && qemuWatch.size > 0) {
+      for (let i = 0; i < vmids.length; i++) b.fds[i] = qemuWatch.get(vmids[i] as number)?.fd ?? -1;
+      polled = opts.pidfds.running(b.fds, b.alive) >= 0;
+    }
+    for (let i = 0; i < vmids.length; i++) {
+      const vmid = vmids[i] as number;
+      const pidfile = b.pidfiles[i] as string;
+      const kept =
+        opts.statMany && unchangedIn(b.out, i, pidfile, now) ? files.get(pidfile) : undefined;
+      qemuState(vmid, pidfile, kept ?? touch(pidfile, now), polled ? b.alive[i] === 1 : undefined);
+      // Keep the event loop free for hooks while many command lines are read (the first pass).
+      if ((i + 1) % 256 === 0) await yieldToLoop();
+    }
   }
 
   function listDir(kind: GuestKind): void {
@@ -633,8 +719,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
    *  reads a guest's files (refreshOwners) clears it. */
   let quiet: { list: ReturnType<typeof guestList>; node: string } | null = null;
 
-  /** The qemu guests of a list, whose run state a skipped walk still checks (pidfile and
-   *  command line, qemuCheck); LXC's comes from readSockets. */
+  /** The qemu guests of a list, whose run state every pass checks (qemuChecks); LXC's comes
+   *  from readSockets. */
   let qemuList: { list: ReturnType<typeof guestList>; vmids: number[] } | null = null;
   function qemuOf(list: ReturnType<typeof guestList>): number[] {
     if (qemuList?.list !== list)
@@ -664,8 +750,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return same;
   }
 
-  /** Re-validates one guest's files and run state; true when neither file needed a look
-   *  (see `quiet`). */
+  /** Re-validates one guest's files (its run state: qemuChecks, readSockets); true when
+   *  neither file needed a look (see `quiet`). */
   function touchGuest(
     vmid: number,
     kind: GuestKind,
@@ -681,7 +767,6 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     else touch(p.conf, now);
     const fwSettled = fwStats !== null && unchangedIn(fwStats.out, fwStats.i, p.fw, now);
     if (!fwSettled) touch(p.fw, now);
-    if (kind === "qemu") qemuCheck(vmid, now);
     return conf !== undefined && fwSettled;
   }
 
@@ -943,13 +1028,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       gate.touch.size === 0 &&
       quiet?.list === list &&
       quiet.node === node;
-    if (skip) {
-      const qemu = qemuOf(list);
-      for (let i = 0; i < qemu.length; i++) {
-        qemuCheck(qemu[i] as number, now);
-        if ((i + 1) % 256 === 0) await yieldToLoop();
-      }
-    } else {
+    if (!skip) {
       const fwStats = fw === null ? null : { out: fw.out, i: 0 };
       let allQuiet = true;
       for (let i = 0; i < list.vmids.length; i++) {
@@ -961,6 +1040,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       }
       quiet = allQuiet ? { list, node } : null;
     }
+    await qemuChecks(qemuOf(list), now);
     listZones(now);
     touchAddressFiles(now);
     // A skipped walk marked no guest file seen: the sweep waits for the next full one.
@@ -971,6 +1051,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       });
       qemuRuns.forEach((_, vmid) => {
         if (kinds.get(vmid) !== "qemu") qemuRuns.delete(vmid);
+      });
+      qemuWatch.forEach((_, vmid) => {
+        if (kinds.get(vmid) !== "qemu") unwatch(vmid);
       });
     }
 
@@ -1027,7 +1110,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       else lxc = true;
     }
     if (runState) {
-      for (const [vmid, kind] of guestKinds()) if (kind === "qemu") qemuCheck(vmid, now);
+      await qemuChecks(qemuOf(guestList()), now);
       readSockets();
       return;
     }

@@ -6,7 +6,7 @@ import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
-import { type Native, statPaths } from "../../../src/native/addon.js";
+import { type Native, pidfdsOf, statPaths } from "../../../src/native/addon.js";
 import {
   createNodeSource,
   HOST_PORTS_EVERY_MS,
@@ -37,12 +37,16 @@ afterAll(async () => {
 });
 
 /** How the daemon reads the node: one statSync per .fw and /proc/net/unix (without the addon),
- *  or the addon's statMany and listening-socket dump (the single executable). */
+ *  or the addon's statMany, listening-socket dump and pidfds (the single executable). */
 const STATS: [string, () => SourceOptions][] = [
   ["statSync", () => ({})],
   [
     "statMany",
-    () => ({ statMany: statPaths(native), abstractListeners: () => native.abstractListeners() }),
+    () => ({
+      statMany: statPaths(native),
+      abstractListeners: () => native.abstractListeners(),
+      pidfds: pidfdsOf(native),
+    }),
   ],
 ];
 
@@ -210,6 +214,58 @@ describe("cached node source", () => {
         await check(null, `seed ${seed} step ${step}: vm${v} pending or not`);
       }
     }
+  });
+
+  it("with pidfds, reads a running qemu guest's command line only when its pidfile names a new pid", async () => {
+    const { root, paths } = await tempRoot("pvenat-cache-", roots);
+    await writeNode({
+      root,
+      config: "node = pve1\npublic_address = 203.0.113.10\n",
+      guests: [
+        {
+          vmid: 102,
+          kind: "qemu",
+          conf: "name: vm102\nnet0: virtio=AA:BB:CC:DD:EE:01,bridge=vmbr1\nipconfig0: ip=10.10.10.102/24\n",
+        },
+      ],
+    });
+    const pidfds = pidfdsOf(native);
+    let opened = 0;
+    const source = createNodeSource(paths, {
+      statMany: statPaths(native),
+      pidfds: {
+        ...pidfds,
+        open: (pid) => {
+          opened++;
+          return pidfds.open(pid);
+        },
+      },
+    });
+    const state = async () => {
+      await source.refresh({ all: true });
+      expect(comparable(source.input())).toStrictEqual(comparable(await loadNode(paths)));
+      return source.input().guests[102]?.state;
+    };
+    expect(await state()).toBe("stopped");
+    expect(opened).toBe(0);
+    const vm = await startGuest({ root, vmid: 102, kind: "qemu", ns: null });
+    children.push(vm);
+    for (let i = 0; i < 3; i++) expect(await state()).toBe("running");
+    // One read of the command line (with its pidfd) for the pid, none for the passes after it.
+    expect(opened).toBe(1);
+    // A hook's refresh of the guest's run state polls the same pidfd.
+    await source.refresh({ owners: [], runStateOf: [102] });
+    expect(source.input().guests[102]?.state).toBe("running");
+    expect(opened).toBe(1);
+    // Killed, its pidfile left behind: the pidfd says it exited; the pid is read again (gone).
+    await vm.kill9();
+    expect(await state()).toBe("stopped");
+    expect(opened).toBe(2);
+    // Started again: a new pid, read once more.
+    children.push(await startGuest({ root, vmid: 102, kind: "qemu", ns: null }));
+    expect(await state()).toBe("running");
+    expect(await state()).toBe("running");
+    expect(opened).toBe(3);
   });
 
   it.each(STATS)("follows an LXC guest's run state as loadNode does (%s)", async (_how, opts) => {

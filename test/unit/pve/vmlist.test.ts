@@ -184,6 +184,8 @@ describe("node source with .vmlist and the batch stat", () => {
     const batch = statPaths(native);
     const stats = { frozen: null as Float64Array | null, calls: 0, changed: [] as number[] };
     const statMany = (p: readonly string[], out: Float64Array) => {
+      // The qemu guests' pidfiles go through their own batch: only the .fw one is watched here.
+      if (!p[0]?.endsWith(".fw")) return batch(p, out);
       const before = out.slice();
       stats.calls++;
       batch(p, out);
