@@ -8,6 +8,7 @@ import path from "node:path";
 export const NATIVE_SOURCES = [
   "module.c",
   "addrwatch.c",
+  "dirwatch.c",
   "pagedrop.c",
   "pidfd.c",
   "spawn.c",

@@ -10,7 +10,7 @@ import { type Backend, createRunner, detectBackend, runnerFor } from "../iptable
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config, NodeInput } from "../model.js";
-import { addressEvents, loadNative, pidfdsOf, statPaths } from "../native/addon.js";
+import { addressEvents, dirEventsOf, loadNative, pidfdsOf, statPaths } from "../native/addon.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
@@ -173,7 +173,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     ...(native ? { statMany: statPaths(native) } : {}),
     ...(addressChanges ? { addressEvents: addressChanges } : {}),
     ...(native ? { abstractListeners: () => native.abstractListeners() } : {}),
-    ...(native ? { pidfds: pidfdsOf(native) } : {}),
+    ...(native ? { pidfds: pidfdsOf(native), dirEvents: dirEventsOf(native) } : {}),
   });
   const overrides = { pending: () => lifecycle.pending(), down: () => lifecycle.down() };
   let lastInput: NodeInput | null = null;

@@ -78,6 +78,12 @@ export interface Native {
   pidfdsRunning(fds: Int32Array, out: Uint8Array): number;
   /** pidfd.c: closes a descriptor pidfdOpen gave. */
   closeFd(fd: number): void;
+  /** dirwatch.c: an inotify watch of one local directory; closed with the last reference.
+   *  Throws when inotify refuses (a missing directory). */
+  dirWatch(dir: string): DirWatch;
+  /** dirwatch.c: 0 nothing changed in the directory since the last call, 1 something did (or
+   *  the queue overflowed), 2 the watch is gone (the directory was removed or moved). */
+  dirChanged(watch: DirWatch): number;
   /** tables.c: a token that stays the same while the backend's nat and raw tables read the
    *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
   tablesToken(backend: "nft" | "legacy"): string | null;
@@ -101,6 +107,29 @@ export interface Native {
 
 /** A statBatch() result: opaque, freed with the last reference. */
 export type StatBatch = { readonly __statBatch: unique symbol };
+
+/** A dirWatch() descriptor: opaque, closed with the last reference. */
+export type DirWatch = { readonly __dirWatch: unique symbol };
+
+/** The node source's view of dirWatch (src/pve/cache.ts SourceOptions.dirEvents): a function
+ *  that says whether anything in `dir` changed since its last call (true also when the watch
+ *  is gone: the caller then asks for a new one), or null when inotify refuses. */
+export function dirEventsOf(
+  native: Native,
+): (dir: string) => (() => "same" | "moved" | "gone") | null {
+  return (dir) => {
+    let watch: DirWatch;
+    try {
+      watch = native.dirWatch(dir);
+    } catch {
+      return null;
+    }
+    return () => {
+      const r = native.dirChanged(watch);
+      return r === 0 ? "same" : r === 2 ? "gone" : "moved";
+    };
+  };
+}
 
 /** An addrWatch() socket: opaque, closed with the last reference. */
 export type AddrWatch = { readonly __addrWatch: unique symbol };

@@ -2,7 +2,8 @@
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop() and
  * evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
  * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c), abstractListeners()
- * (unixlisten.c) and pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c). Built by
+ * (unixlisten.c), pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and dirWatch()/dirChanged()
+ * (dirwatch.c). Built by
  * packaging/native.mjs against Node-API (node-api-headers), so one build loads in any Node ≥ 20;
  * embedded in the single executable like the zeromq addon (src/native/addon.ts).
  */
@@ -38,7 +39,8 @@ NAPI_MODULE_INIT() {
       !add(env, exports, "addrChanged", AddrChanged) ||
       !add(env, exports, "abstractListeners", AbstractListeners) ||
       !add(env, exports, "pidfdOpen", PidfdOpen) ||
-      !add(env, exports, "pidfdsRunning", PidfdsRunning) || !add(env, exports, "closeFd", CloseFd))
+      !add(env, exports, "pidfdsRunning", PidfdsRunning) || !add(env, exports, "closeFd", CloseFd) ||
+      !add(env, exports, "dirWatch", DirWatch) || !add(env, exports, "dirChanged", DirChanged))
     return NULL;
   return exports;
 }

@@ -24,5 +24,7 @@ napi_value AbstractListeners(napi_env env, napi_callback_info info); /* unixlist
 napi_value PidfdOpen(napi_env env, napi_callback_info info);     /* pidfd.c */
 napi_value PidfdsRunning(napi_env env, napi_callback_info info); /* pidfd.c */
 napi_value CloseFd(napi_env env, napi_callback_info info);       /* pidfd.c */
+napi_value DirWatch(napi_env env, napi_callback_info info);      /* dirwatch.c */
+napi_value DirChanged(napi_env env, napi_callback_info info);    /* dirwatch.c */
 
 #endif

@@ -156,6 +156,10 @@ export interface SourceOptions {
     running(fds: Int32Array, out: Uint8Array): number;
     close(fd: number): void;
   };
+  /** An inotify watch of a local directory (the daemon's addon, src/native/dirwatch.c): what
+   *  changed in it since the last call, or null when it cannot be watched. Used for the qemu
+   *  pidfiles' directory: while it reports "same", no pidfile is stat'ed. */
+  dirEvents?: (dir: string) => (() => "same" | "moved" | "gone") | null;
 }
 
 const { ENOENT, ENOTDIR } = osConstants.errno;
@@ -509,8 +513,25 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     alive: Uint8Array;
   } | null = null;
 
+  /** The pidfiles' directory (/var/run/qemu-server, local tmpfs) as opts.dirEvents watches it:
+   *  "same" means every pidfile reads as the last pass read it, so none is stat'ed. Made before
+   *  the pass that stats them all; a watch that is gone is made again on the next pass. */
+  const pidDir = paths.path("/var/run/qemu-server");
+  let pidEvents: (() => "same" | "moved" | "gone") | null = null;
+  function pidfilesMoved(): boolean {
+    if (!opts.dirEvents) return true;
+    if (pidEvents === null) {
+      pidEvents = opts.dirEvents(pidDir);
+      return true;
+    }
+    const r = pidEvents();
+    if (r === "gone") pidEvents = null;
+    return r !== "same";
+  }
+
   /** qemuCheck for each of `vmids` (the same array on every pass until the guest list
-   *  changes), with the pidfiles stat'ed in one batch and the watches polled at once. */
+   *  changes), with the pidfiles stat'ed in one batch (or not at all while their directory's
+   *  watch reports nothing) and the watches polled at once. */
   async function qemuChecks(vmids: readonly number[], now: number): Promise<void> {
     if (vmids.length === 0) return;
     if (qemuBatch?.vmids !== vmids) {
@@ -523,7 +544,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       };
     }
     const b = qemuBatch;
-    if (opts.statMany) opts.statMany(b.pidfiles, b.out);
+    // Drained before any pidfile is read: a change after this is read now or reported next pass.
+    const moved = pidfilesMoved();
+    if (moved && opts.statMany) opts.statMany(b.pidfiles, b.out);
     let polled = false;
     if (opts.pidfds && qemuWatch.size > 0) {
       for (let i = 0; i < vmids.length; i++) b.fds[i] = qemuWatch.get(vmids[i] as number)?.fd ?? -1;
@@ -532,8 +555,13 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     for (let i = 0; i < vmids.length; i++) {
       const vmid = vmids[i] as number;
       const pidfile = b.pidfiles[i] as string;
-      const kept =
-        opts.statMany && unchangedIn(b.out, i, pidfile, now) ? files.get(pidfile) : undefined;
+      let kept: FileEntry | undefined;
+      if (!moved) {
+        kept = files.get(pidfile);
+        if (kept) kept.seen = generation;
+      } else if (opts.statMany && unchangedIn(b.out, i, pidfile, now)) {
+        kept = files.get(pidfile);
+      }
       qemuState(vmid, pidfile, kept ?? touch(pidfile, now), polled ? b.alive[i] === 1 : undefined);
       // Keep the event loop free for hooks while many command lines are read (the first pass).
       if ((i + 1) % 256 === 0) await yieldToLoop();

@@ -6,7 +6,7 @@ import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NodeInput } from "../../../src/model.js";
-import { type Native, pidfdsOf, statPaths } from "../../../src/native/addon.js";
+import { dirEventsOf, type Native, pidfdsOf, statPaths } from "../../../src/native/addon.js";
 import {
   createNodeSource,
   HOST_PORTS_EVERY_MS,
@@ -18,7 +18,7 @@ import { loadNode } from "../../../src/pve/node.js";
 import type { Background } from "../../helpers/exec.js";
 import { loadTestNative } from "../../helpers/native.js";
 import { prng } from "../../helpers/nodegen.js";
-import { startGuest, tempRoot, writeNode } from "../../helpers/simnode.js";
+import { qemuPidfile, startGuest, tempRoot, writeNode } from "../../helpers/simnode.js";
 
 const children: Background[] = [];
 const roots: string[] = [];
@@ -46,6 +46,7 @@ const STATS: [string, () => SourceOptions][] = [
       statMany: statPaths(native),
       abstractListeners: () => native.abstractListeners(),
       pidfds: pidfdsOf(native),
+      dirEvents: dirEventsOf(native),
     }),
   ],
 ];
@@ -231,8 +232,14 @@ describe("cached node source", () => {
     });
     const pidfds = pidfdsOf(native);
     let opened = 0;
+    const batch = statPaths(native);
+    let pidfileStats = 0;
     const source = createNodeSource(paths, {
-      statMany: statPaths(native),
+      statMany: (p, out) => {
+        if (p.some((f) => f.endsWith(".pid"))) pidfileStats++;
+        return batch(p, out);
+      },
+      dirEvents: dirEventsOf(native),
       pidfds: {
         ...pidfds,
         open: (pid) => {
@@ -251,8 +258,12 @@ describe("cached node source", () => {
     const vm = await startGuest({ root, vmid: 102, kind: "qemu", ns: null });
     children.push(vm);
     for (let i = 0; i < 3; i++) expect(await state()).toBe("running");
-    // One read of the command line (with its pidfd) for the pid, none for the passes after it.
+    // One read of the command line (with its pidfd) for the pid, none for the passes after it,
+    // and no pidfile stat'ed while their directory's watch reports nothing.
     expect(opened).toBe(1);
+    const stats = pidfileStats;
+    for (let i = 0; i < 2; i++) expect(await state()).toBe("running");
+    expect(pidfileStats).toBe(stats);
     // A hook's refresh of the guest's run state polls the same pidfd.
     await source.refresh({ owners: [], runStateOf: [102] });
     expect(source.input().guests[102]?.state).toBe("running");
@@ -261,11 +272,15 @@ describe("cached node source", () => {
     await vm.kill9();
     expect(await state()).toBe("stopped");
     expect(opened).toBe(2);
-    // Started again: a new pid, read once more.
+    // Started again: a new pid (the pidfile rewritten: the watch reports it), read once more.
     children.push(await startGuest({ root, vmid: 102, kind: "qemu", ns: null }));
     expect(await state()).toBe("running");
+    expect(pidfileStats).toBeGreaterThan(stats);
     expect(await state()).toBe("running");
     expect(opened).toBe(3);
+    // The pidfile removed while the process runs: check_running says stopped, and so do we.
+    await rm(qemuPidfile(root, 102));
+    expect(await state()).toBe("stopped");
   });
 
   it.each(STATS)("follows an LXC guest's run state as loadNode does (%s)", async (_how, opts) => {
