@@ -662,38 +662,58 @@ async function idle(o: InnerOptions, daemon: Daemon, tree: NodeTreeLike): Promis
 
 type NodeTreeLike = { root: string; socket: string; pollIntervalMs: number };
 
+/** Waits (60 s at most) for the daemon's `reconciled` line; throws when it never comes. */
+async function reconciled(daemon: Daemon): Promise<{ at: number; ms: number }> {
+  const rec = await Promise.race([
+    daemon.reconciled,
+    sleep(60_000).then(() => null),
+    daemon.proc.exited.then(() => null),
+  ]);
+  if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
+  return rec;
+}
+
+/** One of the extra idle windows: a daemon on `tree` from empty tables, with `startRunState`'s
+ *  guests running; `want` guests must be live after the reconcile. Stops both and clears the
+ *  tables afterwards. */
+async function idleOnNode(
+  o: InnerOptions,
+  what: string,
+  tree: NodeTreeLike,
+  startRunState: () => Promise<{ stop(): Promise<unknown> }>,
+  want: number,
+): Promise<{ live: number; reconcile_ms: number; idle: IdleResult }> {
+  await clearTables(o.backend);
+  const runState = await startRunState();
+  const daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
+  try {
+    progress(`starting the daemon (reconcile, ${what})`);
+    const rec = await reconciled(daemon);
+    const live = guestCount(await saveNat(o.backend));
+    if (live !== want) throw new Error(`${what}: ${live} guests live, want ${want}`);
+    const quiet = await idle(o, daemon, tree);
+    progress(
+      `idle, ${what}: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB`,
+    );
+    return { live, reconcile_ms: r1(rec.at - daemon.startedAt), idle: quiet };
+  } finally {
+    await daemon.stop();
+    await runState.stop();
+    await clearTables(o.backend);
+  }
+}
+
 async function learnedIdle(o: InnerOptions, count: number): Promise<LearnedIdle> {
   label = `${o.backend} ${count} guests, learned addresses`;
   const tree = await writeNode(path.join(o.work, `l${count}`), count, o.backend, false, true);
-  await clearTables(o.backend);
-  const holder = await startHolder(o.self, count);
-  const daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
-  try {
-    progress("starting the daemon (reconcile, addresses from the PVE IPAM)");
-    const rec = await Promise.race([
-      daemon.reconciled,
-      sleep(60_000).then(() => null),
-      daemon.proc.exited.then(() => null),
-    ]);
-    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
-    const live = guestCount(await saveNat(o.backend));
-    const want = Math.min(count, 250);
-    if (live !== want) throw new Error(`learned addresses: ${live} guests live, want ${want}`);
-    const quiet = await idle(o, daemon, tree);
-    progress(
-      `idle, learned addresses: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB`,
-    );
-    return {
-      guests: count,
-      guests_live: live,
-      reconcile_ms: r1(rec.at - daemon.startedAt),
-      idle: quiet,
-    };
-  } finally {
-    await daemon.stop();
-    await holder.stop();
-    await clearTables(o.backend);
-  }
+  const r = await idleOnNode(
+    o,
+    "addresses from the PVE IPAM",
+    tree,
+    () => startHolder(o.self, count),
+    Math.min(count, 250),
+  );
+  return { guests: count, guests_live: r.live, reconcile_ms: r.reconcile_ms, idle: r.idle };
 }
 
 /** Stand-ins for `count` running qemu guests (no qemu here): per guest one `sh` blocked on a
@@ -749,34 +769,19 @@ async function qemuIdle(o: InnerOptions, count: number): Promise<QemuIdle> {
     false,
     "qemu",
   );
-  await clearTables(o.backend);
-  const qemus = await startQemus(tree.root, count);
-  const daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
-  try {
-    progress("starting the daemon (reconcile, qemu guests)");
-    const rec = await Promise.race([
-      daemon.reconciled,
-      sleep(60_000).then(() => null),
-      daemon.proc.exited.then(() => null),
-    ]);
-    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
-    const live = guestCount(await saveNat(o.backend));
-    if (live !== count) throw new Error(`qemu guests: ${live} guests live, want ${count}`);
-    const quiet = await idle(o, daemon, tree);
-    progress(
-      `idle, qemu guests: ${r1(quiet.cpu_s_per_s * 100)} % of a core, ${quiet.fs?.stat_open_per_s ?? "?"} stat+open/s under /etc/pve, RSS ${quiet.memory.rss} MB`,
-    );
-    return {
-      guests: count,
-      cmdline_bytes: qemus.cmdlineBytes,
-      reconcile_ms: r1(rec.at - daemon.startedAt),
-      idle: quiet,
-    };
-  } finally {
-    await daemon.stop();
-    await qemus.stop();
-    await clearTables(o.backend);
-  }
+  let cmdlineBytes = 0;
+  const r = await idleOnNode(
+    o,
+    "qemu guests",
+    tree,
+    async () => {
+      const qemus = await startQemus(tree.root, count);
+      cmdlineBytes = qemus.cmdlineBytes;
+      return qemus;
+    },
+    count,
+  );
+  return { guests: count, cmdline_bytes: cmdlineBytes, reconcile_ms: r.reconcile_ms, idle: r.idle };
 }
 
 const NO_RUNS: Summary = summarize([]);
@@ -791,12 +796,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
   try {
     progress("starting the daemon (reconcile)");
     daemon = startDaemon(o.daemonBin ?? o.bin, tree.root);
-    const rec = await Promise.race([
-      daemon.reconciled,
-      sleep(60_000).then(() => null),
-      daemon.proc.exited.then(() => null),
-    ]);
-    if (rec === null) throw new Error(`daemon did not reconcile: ${daemon.errors.join("; ")}`);
+    const rec = await reconciled(daemon);
     const reconcileWall = rec.at - daemon.startedAt;
     const first = daemon.cycles.find((c) => c.full);
     const reconcileSplit = first

@@ -382,14 +382,17 @@ export function renderTables(reports: readonly BackendReport[]): string {
       (r) =>
         `${r.backend}: apply p50 growth ${r.growth?.from}→${r.growth?.to} guests ${r.growth?.apply_p50}×, floor's own growth ${r.growth?.floor_p50}×`,
     );
+  // The extra idle windows' lines share their figures: reconcile, idle CPU, file calls, RSS.
+  const windowFigures = (w: { reconcile_ms: number; idle: Figures["idle"] }) => {
+    const fs = w.idle.fs ? `${w.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
+    return `reconcile ${w.reconcile_ms} ms, idle CPU ${r2(w.idle.cpu_s_per_s * 100)} %, ${fs}, RSS ${w.idle.memory.rss} MB`;
+  };
   const learned = reports.flatMap((r) =>
     Object.values(r.counts).flatMap((f) => {
       const l = f.learned_idle;
       if (!l) return [];
-      const fs = l.idle.fs ? `${l.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
       return [
-        `${r.backend}: ${l.guests} guests, addresses learned from the PVE IPAM (${l.guests_live} live, the rest share an address): ` +
-          `reconcile ${l.reconcile_ms} ms, idle CPU ${r2(l.idle.cpu_s_per_s * 100)} %, ${fs}, RSS ${l.idle.memory.rss} MB`,
+        `${r.backend}: ${l.guests} guests, addresses learned from the PVE IPAM (${l.guests_live} live, the rest share an address): ${windowFigures(l)}`,
       ];
     }),
   );
@@ -397,10 +400,8 @@ export function renderTables(reports: readonly BackendReport[]): string {
     Object.values(r.counts).flatMap((f) => {
       const q = f.qemu_idle;
       if (!q) return [];
-      const fs = q.idle.fs ? `${q.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
       return [
-        `${r.backend}: ${q.guests} qemu guests (stand-ins with ${q.cmdline_bytes}-byte command lines): ` +
-          `reconcile ${q.reconcile_ms} ms, idle CPU ${r2(q.idle.cpu_s_per_s * 100)} %, ${fs}, RSS ${q.idle.memory.rss} MB`,
+        `${r.backend}: ${q.guests} qemu guests (stand-ins with ${q.cmdline_bytes}-byte command lines): ${windowFigures(q)}`,
       ];
     }),
   );
