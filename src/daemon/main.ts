@@ -6,11 +6,18 @@ import type { Context } from "../context.js";
 import { diagnosticLine } from "../diagnostics.js";
 import { EXIT_FAILURE } from "../errors.js";
 import { useNativeSpawn } from "../exec.js";
-import { type Backend, createRunner, detectBackend, runnerFor } from "../iptables/runner.js";
+import { type Backend, backendDetector, createRunner, runnerFor } from "../iptables/runner.js";
 import { createLogger } from "../log.js";
 import { createDaemonMetrics } from "../metrics/registry.js";
 import type { Config, NodeInput } from "../model.js";
-import { addressEvents, dirEventsOf, loadNative, pidfdsOf, statPaths } from "../native/addon.js";
+import {
+  addressEvents,
+  backendTokenOf,
+  dirEventsOf,
+  loadNative,
+  pidfdsOf,
+  statPaths,
+} from "../native/addon.js";
 import { createAgentCache } from "../pve/agent.js";
 import { createNodeSource } from "../pve/cache.js";
 import { nodeName, readConfig } from "../pve/node.js";
@@ -146,7 +153,10 @@ export async function runDaemon(ctx: Context): Promise<void> {
   // does not grow with the daemon's RSS as fork()'s does.
   const native = loadNativeQuiet(log);
   if (native) useNativeSpawn(native.spawn);
-  const runner = await createRunner(config.iptables);
+  // One detector for the daemon's life: it saves a backend's tables again only when the
+  // kernel says they changed (the re-detection before each drift check, issue 10).
+  const detect = backendDetector(native ? { token: backendTokenOf(native) } : {});
+  const runner = await createRunner(config.iptables, detect);
   if (runner.warning) log.warn(runner.warning);
   await ensureIpForward(config.ipForward, realProcFs, log);
 
@@ -205,7 +215,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
     ...(config.iptables === "auto"
       ? {
           redetect: async (current: Backend) => {
-            const d = await detectBackend("auto");
+            const d = await detect("auto");
             if (d.backend === current) return null;
             if (d.warning) log.warn(d.warning);
             return runnerFor(d.backend, d.warning);

@@ -2,6 +2,8 @@
 // `iptables-restore --noflush` per change (atomic per table); reads are `iptables-save` (nf_tables
 // without counters: `iptables -S`, given back in iptables-save's form).
 
+import { realpathSync } from "node:fs";
+import path from "node:path";
 import { CommandError } from "../errors.js";
 import { createOutputMemo, run as exec, type OutputMemo } from "../exec.js";
 import type { Config } from "../model.js";
@@ -56,10 +58,110 @@ export function backendOfVersion(text: string): Backend | null {
 
 /** Whether pve-firewall's chains exist in this backend (all existing tables; `-t` is avoided
  *  because legacy iptables would load a table module just to list it). */
-async function hasPveFirewall(backend: Backend): Promise<boolean> {
-  const out = await run(`iptables-${backend}-save`, []).catch(() => "");
-  return /^:PVEFW-/m.test(out);
+async function hasPveFirewall(backend: Backend): Promise<boolean | null> {
+  const out = await run(`iptables-${backend}-save`, []).catch(() => null);
+  return out === null ? null : /^:PVEFW-/m.test(out);
 }
+
+/** Which backend an iptables executable is from the file it resolves to: Debian's alternatives
+ *  link `iptables` to xtables-nft-multi or xtables-legacy-multi. null when the name does not
+ *  say (another layout, a wrapper script): then only `iptables --version` tells. */
+export function backendOfBinary(resolved: string): Backend | null {
+  const name = path.basename(resolved);
+  if (name === "xtables-nft-multi") return "nft";
+  if (name === "xtables-legacy-multi") return "legacy";
+  return null;
+}
+
+/** The file plain `iptables` resolves to on PATH (as exec.ts would run it); null if none. */
+function resolvedIptables(): string | null {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir === "") continue;
+    try {
+      return realpathSync(path.join(dir, "iptables"));
+    } catch {
+      // not in this directory
+    }
+  }
+  return null;
+}
+
+async function selectedBackend(): Promise<Backend> {
+  const resolved = resolvedIptables();
+  const byName = resolved === null ? null : backendOfBinary(resolved);
+  if (byName) return byName;
+  const version = await run("iptables", ["--version"]);
+  const selected = backendOfVersion(version);
+  if (!selected) {
+    throw new CommandError(
+      `cannot tell the iptables backend from "${version.trim()}"`,
+      "iptables",
+      0,
+      "",
+    );
+  }
+  return selected;
+}
+
+/** A token from the kernel that stays the same while every table of the backend reads the same
+ *  (src/native/tables.c); null when it cannot tell. */
+export type BackendToken = (backend: Backend) => string | null;
+
+export type DetectBackend = (
+  mode: Config["iptables"],
+) => Promise<{ backend: Backend; warning?: string }>;
+
+/** The backend pve-nat should write to now (SPEC §4): `iptables = nft|legacy` as configured;
+ *  `auto` the one Debian's alternatives select, unless pve-firewall's PVEFW- chains are only in
+ *  the other (then that one, with a warning).
+ *
+ *  The daemon asks before every drift check (every 30 s), and each answer used to cost
+ *  `iptables --version` and a full `iptables-save` of a backend, two when the selected one
+ *  lacked pve-firewall's chains: at 1000 guests the nf_tables save alone took 0.26 s of CPU
+ *  (issue 10), to find what it found 30 s before. So the selected backend is read from where
+ *  `iptables` resolves when its name says, and, given `token`, a backend's tables are saved
+ *  again only when its token moved since the save whose answer is kept (the token is taken
+ *  before the save: a change during it moves the next token). */
+export function backendDetector(
+  opts: {
+    token?: BackendToken;
+    /** Tests replace the reads: the backend `iptables` selects, and a save's answer (null:
+     *  the save failed, which counts as "no chains" and is asked again next time). */
+    selected?: () => Promise<Backend>;
+    hasPveFirewall?: (backend: Backend) => Promise<boolean | null>;
+  } = {},
+): DetectBackend {
+  const {
+    token,
+    selected: select = selectedBackend,
+    hasPveFirewall: probe = hasPveFirewall,
+  } = opts;
+  const known = new Map<Backend, { token: string; has: boolean }>();
+  async function has(backend: Backend): Promise<boolean> {
+    const t = token?.(backend) ?? null;
+    const k = known.get(backend);
+    if (t !== null && k?.token === t) return k.has;
+    const answer = await probe(backend);
+    if (t === null || answer === null) known.delete(backend);
+    else known.set(backend, { token: t, has: answer });
+    return answer === true;
+  }
+  return async (mode) => {
+    if (mode !== "auto") return { backend: mode };
+    const selected = await select();
+    const other: Backend = selected === "nft" ? "legacy" : "nft";
+    if (!(await has(selected)) && (await has(other))) {
+      return {
+        backend: other,
+        warning: `iptables selects ${selected}, but pve-firewall's PVEFW- chains are in ${other}: using iptables-${other} (set iptables = ${other} to silence this)`,
+      };
+    }
+    return { backend: selected };
+  };
+}
+
+/** detectBackend without memory: every call reads (the CLI's one-off commands). */
+export const detectBackend: DetectBackend = backendDetector();
 
 export function runnerFor(backend: Backend, warning?: string): Runner {
   // Per table the last `-S` output, kept in its save form: an unchanged table (every drift
@@ -103,35 +205,10 @@ export function saveFilter(backend: Backend): Promise<string> {
   return run(`iptables-${backend}-save`, ["-t", "filter"]);
 }
 
-export async function createRunner(mode: Config["iptables"]): Promise<Runner> {
-  const d = await detectBackend(mode);
-  return runnerFor(d.backend, d.warning);
-}
-
-/** The backend pve-nat should write to now (SPEC §4): `iptables = nft|legacy` as configured;
- *  `auto` the one Debian's alternatives select, unless pve-firewall's PVEFW- chains are only in
- *  the other (then that one, with a warning). Cheap enough for every reload and drift check:
- *  `iptables --version` and one save, two when the selected side lacks pve-firewall's chains. */
-export async function detectBackend(
+export async function createRunner(
   mode: Config["iptables"],
-): Promise<{ backend: Backend; warning?: string }> {
-  if (mode !== "auto") return { backend: mode };
-  const version = await run("iptables", ["--version"]);
-  const selected = backendOfVersion(version);
-  if (!selected) {
-    throw new CommandError(
-      `cannot tell the iptables backend from "${version.trim()}"`,
-      "iptables",
-      0,
-      "",
-    );
-  }
-  const other: Backend = selected === "nft" ? "legacy" : "nft";
-  if (!(await hasPveFirewall(selected)) && (await hasPveFirewall(other))) {
-    return {
-      backend: other,
-      warning: `iptables selects ${selected}, but pve-firewall's PVEFW- chains are in ${other}: using iptables-${other} (set iptables = ${other} to silence this)`,
-    };
-  }
-  return { backend: selected };
+  detect: DetectBackend = detectBackend,
+): Promise<Runner> {
+  const d = await detect(mode);
+  return runnerFor(d.backend, d.warning);
 }

@@ -2,7 +2,7 @@
 // executable (Node SEA) each is an embedded asset: it is written once to a private directory
 // (extract.ts) and mapped with process.dlopen. Anywhere else (tests, `node dist/pve-nat.cjs`)
 // zeromq's own loader finds its addon in node_modules. See packaging/README.md for why.
-import { unlinkSync } from "node:fs";
+import { readFileSync, unlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
@@ -85,8 +85,9 @@ export interface Native {
    *  the queue overflowed), 2 the watch is gone (the directory was removed or moved). */
   dirChanged(watch: DirWatch): number;
   /** tables.c: a token that stays the same while the backend's nat and raw tables read the
-   *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); null when the kernel does not say. */
-  tablesToken(backend: "nft" | "legacy"): string | null;
+   *  same ("nft:<generation id>", "legacy:<hash>:<hash>"); with `tables` (legacy only), while
+   *  those legacy tables read the same. null when the kernel does not say. */
+  tablesToken(backend: "nft" | "legacy", tables?: readonly string[]): string | null;
   /** spawn.c: runs `file` (looked up in PATH) with `args`, `input` on its stdin (null: stdin is
    *  /dev/null; a string goes as UTF-8), on a thread of its own; resolves when it has exited
    *  and both outputs are read. Why: libuv starts children with fork(), whose cost grows with
@@ -128,6 +129,33 @@ export function dirEventsOf(
       const r = native.dirChanged(watch);
       return r === 0 ? "same" : r === 2 ? "gone" : "moved";
     };
+  };
+}
+
+/** The backend detector's token (src/iptables/runner.ts backendDetector): one that stays the
+ *  same while every table of the backend reads the same. nf_tables' generation id counts every
+ *  change to any of its tables; for legacy, the tables iptables-legacy-save would list (the
+ *  names in /proc/net/ip_tables_names, which reading does not load a module for) are hashed. */
+export function backendTokenOf(
+  native: Native,
+  tableNames: () => string | null = () => {
+    try {
+      return readFileSync("/proc/net/ip_tables_names", "latin1");
+    } catch {
+      return null;
+    }
+  },
+): (backend: "nft" | "legacy") => string | null {
+  return (backend) => {
+    if (backend === "nft") return native.tablesToken("nft") ?? null;
+    const text = tableNames();
+    // No ip_tables in this namespace: no legacy table for pve-firewall's chains to be in.
+    if (text === null) return "legacy-tables:none";
+    const names = text
+      .split("\n")
+      .filter((n) => n !== "")
+      .sort();
+    return native.tablesToken("legacy", names) ?? null;
   };
 }
 

@@ -170,13 +170,55 @@ static napi_value str(napi_env env, const char *s) {
   return v;
 }
 
+/* tablesToken("legacy", tables): one hash over the named legacy tables, for the daemon's
+ * re-detection of the backend (src/iptables/runner.ts), which asks whether pve-firewall's
+ * chains are in a backend: iptables-legacy-save lists every table named in
+ * /proc/net/ip_tables_names, so the caller passes those names and reads the tables again only
+ * when this token moved. "legacy-tables:<hash>"; NULL when the kernel does not answer. */
+static napi_value legacy_tables_token(napi_env env, napi_value list) {
+  uint32_t n;
+  if (napi_get_array_length(env, list, &n) != napi_ok || n > 64)
+    return type_error(env, "tablesToken: tables is an array of at most 64 names");
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (fd < 0) return NULL;
+  uint64_t all = 1469598103934665603ULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    char name[XT_TABLE_MAXNAMELEN] = "";
+    size_t got;
+    if (napi_get_element(env, list, i, &v) != napi_ok ||
+        napi_get_value_string_utf8(env, v, name, sizeof name, &got) != napi_ok ||
+        got == 0 || got >= sizeof name - 1) {
+      close(fd);
+      return type_error(env, "tablesToken: a table name is a short string");
+    }
+    uint64_t h;
+    if (ipt_digest(fd, name, &h) != 0) {
+      close(fd);
+      return NULL;
+    }
+    all = fnv(all, name, got);
+    all = fnv(all, &h, sizeof h);
+  }
+  close(fd);
+  char token[64];
+  snprintf(token, sizeof token, "legacy-tables:%u:%016llx", n, (unsigned long long)all);
+  return str(env, token);
+}
+
 napi_value TablesToken(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
+  size_t argc = 2;
   char backend[16] = "";
   size_t got;
-  if (!get_args(env, info, 1, argv) ||
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
       napi_get_value_string_utf8(env, argv[0], backend, sizeof backend, &got) != napi_ok)
-    return type_error(env, "tablesToken(backend)");
+    return type_error(env, "tablesToken(backend, tables?)");
+  if (argc >= 2 && strcmp(backend, "legacy") == 0) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[1], &t) != napi_ok) return NULL;
+    if (t != napi_undefined) return legacy_tables_token(env, argv[1]);
+  }
   char token[96];
   if (strcmp(backend, "nft") == 0) {
     int64_t id = nft_genid();

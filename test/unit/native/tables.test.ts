@@ -20,7 +20,10 @@ const mod = { exports: {} };
 process.dlopen(mod, process.argv[2]);
 const out = {};
 for (const b of process.argv.slice(3)) {
-  try { out[b] = mod.exports.tablesToken(b); } catch (e) { out[b] = "threw: " + e.message; }
+  // "legacy=filter,nat": the token of those legacy tables; "legacy=": of none.
+  const [backend, tables] = b.split("=");
+  const args = tables === undefined ? [backend] : [backend, tables === "" ? [] : tables.split(",")];
+  try { out[b] = mod.exports.tablesToken(...args); } catch (e) { out[b] = "threw: " + e.message; }
 }
 process.stdout.write(JSON.stringify(out));
 `;
@@ -128,6 +131,30 @@ describe("tablesToken (in a fresh namespace)", () => {
     // nf_tables changes are not legacy's.
     sh("iptables-nft", ["-t", "nat", "-N", "NFT-ONLY"]);
     expect(token("legacy")).toBe(t2);
+  });
+
+  it("legacy, given tables (the backend detector): moves with any of those tables only", () => {
+    // The backend detector asks with the names in /proc/net/ip_tables_names, as
+    // iptables-legacy-save lists them; pve-firewall's chains are in filter.
+    const both = "legacy=filter,nat";
+    const t0 = tokens(both)[both];
+    expect(t0).toMatch(/^legacy-tables:2:[0-9a-f]{16}$/);
+    expect(tokens(both)[both]).toBe(t0);
+    expect(tokens("legacy=nat,filter")["legacy=nat,filter"]).not.toBe(t0);
+    sh("iptables-legacy-restore", ["--noflush"], "*filter\n:PVEFW-FORWARD - [0:0]\nCOMMIT\n");
+    const t1 = tokens(both)[both];
+    expect(t1).not.toBe(t0);
+    const natOnly = tokens("legacy=nat")["legacy=nat"];
+    sh("iptables-legacy", ["-t", "filter", "-X", "PVEFW-FORWARD"]);
+    expect(tokens(both)[both]).toBe(t0);
+    // A change in a table not asked about leaves the token.
+    sh("iptables-legacy", ["-t", "raw", "-N", "OTHER-RAW"]);
+    expect(tokens(both)[both]).toBe(t0);
+    expect(tokens("legacy=nat")["legacy=nat"]).toBe(natOnly);
+    sh("iptables-legacy", ["-t", "nat", "-N", "OTHER-NAT"]);
+    expect(tokens("legacy=nat")["legacy=nat"]).not.toBe(natOnly);
+    expect(tokens("legacy=")["legacy="]).toMatch(/^legacy-tables:0:/);
+    expect(tokens("legacy=,nat")["legacy=,nat"]).toMatch(/^threw: .*short string/);
   });
 
   it("refuses a backend it does not know", () => {
