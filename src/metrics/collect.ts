@@ -1,6 +1,6 @@
 import type { Counters } from "../iptables/counters.js";
 import type { Forward, NatPlan } from "../model.js";
-import type { Family, Sample } from "./exposition.js";
+import { type Family, renderLabels, type Sample } from "./exposition.js";
 import { type DaemonCounters, DURATION_BUCKETS } from "./registry.js";
 
 // pve-nat's metrics as families (SPEC §8): per-forward counters from the live iptables rules,
@@ -33,24 +33,49 @@ function forwardLabels(f: Forward): Record<string, string> {
   };
 }
 
+type Series = { labels: Record<string, string>; text: string };
+
+/** Each forward's labels and their rendered text, kept per forward object: a plan's forwards
+ *  are never changed once handed out (nat/compile.ts), the daemon keeps them from cycle to
+ *  cycle, and its textfile writer renders every one of them on each write (at 1000 guests
+ *  rendering 20 000 label sets was most of a write's JavaScript, issue 10). */
+const seriesOf = new WeakMap<Forward, Series>();
+
+function forwardSeries(f: Forward): Series {
+  let s = seriesOf.get(f);
+  if (!s) {
+    const labels = forwardLabels(f);
+    s = { labels, text: renderLabels(labels) };
+    seriesOf.set(f, s);
+  }
+  return s;
+}
+
 function forwardSamples(input: MetricsInput): { packets: Sample[]; bytes: Sample[] } {
-  // Summed per label set: a label set seen twice would be a duplicate series, which scrapers
-  // reject for the whole file.
-  const byKey = new Map<string, { labels: Record<string, string>; c: Counters }>();
+  // Summed per label set (its text is one-to-one with it): a label set seen twice would be a
+  // duplicate series, which scrapers reject for the whole file.
+  const byKey = new Map<string, { series: Series; c: Counters }>();
   input.plan?.forwards.forEach((f, i) => {
     const c = input.counters[i];
     if (!c) return;
-    const labels = forwardLabels(f);
-    const key = JSON.stringify(labels);
-    const prev = byKey.get(key);
+    const series = forwardSeries(f);
+    const prev = byKey.get(series.text);
     if (prev) {
       prev.c = { packets: prev.c.packets + c.packets, bytes: prev.c.bytes + c.bytes };
-    } else byKey.set(key, { labels, c });
+    } else byKey.set(series.text, { series, c });
   });
   const all = [...byKey.values()];
   return {
-    packets: all.map(({ labels, c }) => ({ labels, value: c.packets })),
-    bytes: all.map(({ labels, c }) => ({ labels, value: c.bytes })),
+    packets: all.map(({ series, c }) => ({
+      labels: series.labels,
+      labelsText: series.text,
+      value: c.packets,
+    })),
+    bytes: all.map(({ series, c }) => ({
+      labels: series.labels,
+      labelsText: series.text,
+      value: c.bytes,
+    })),
   };
 }
 

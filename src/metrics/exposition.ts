@@ -8,6 +8,9 @@ export type Labels = Readonly<Record<string, string>>;
 
 export interface Sample {
   labels?: Labels;
+  /** `labels` as renderLabels() renders them, from a caller that keeps the text between
+   *  renders (a forward's: 20 000 series at 1000 guests, rendered on every textfile write). */
+  labelsText?: string;
   value: number;
 }
 
@@ -51,6 +54,11 @@ export function formatValue(v: number): string {
   return String(v);
 }
 
+/** The `{name="value",…}` part of a sample line ("" without labels); throws on a bad name. */
+export function renderLabels(labels: Labels | undefined): string {
+  return labelText(labels);
+}
+
 function labelText(labels: Labels | undefined, extra?: [string, string]): string {
   const pairs = Object.entries(labels ?? {});
   if (extra) pairs.push(extra);
@@ -88,7 +96,7 @@ export function renderExposition(families: readonly Family[]): string {
     out.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
     if (f.type !== "histogram") {
       for (const s of f.samples)
-        out.push(`${f.name}${labelText(s.labels)} ${formatValue(s.value)}`);
+        out.push(`${f.name}${s.labelsText ?? labelText(s.labels)} ${formatValue(s.value)}`);
       continue;
     }
     for (const s of f.series) {

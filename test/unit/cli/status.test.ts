@@ -26,6 +26,12 @@ describe("status", () => {
     kernel.counters.set(line, [12, 720]);
     const live = parseSave(await kernel.save("nat", true), await kernel.save("raw", true));
     expect(forwardCounters(plan, live)).toEqual([{ packets: 12, bytes: 720 }, null, null]);
+    // Read again with new counters (the daemon's next metrics write: counters.ts keeps each
+    // rule's lookup key per rule object), and against a fresh copy of the plan.
+    kernel.counters.set(line, [13, 780]);
+    const later = parseSave(await kernel.save("nat", true), await kernel.save("raw", true));
+    expect(forwardCounters(plan, later)).toEqual([{ packets: 13, bytes: 780 }, null, null]);
+    expect(forwardCounters(structuredClone(plan), later)).toEqual(forwardCounters(plan, later));
   });
 
   it("prints one row per forward with counters, then the daemon's state", () => {

@@ -174,6 +174,26 @@ describe("pve-nat's metric families", () => {
     expect(text).not.toContain("pve_nat_applies_total");
   });
 
+  it("a plan rendered again (the daemon's next write) reads as a fresh copy of it", () => {
+    // collect.ts keeps each forward's label text per forward object; the values are new.
+    const render = (p: typeof plan, packets: number) =>
+      renderExposition(
+        metricFamilies({
+          plan: p,
+          counters: [
+            { packets, bytes: packets * 60 },
+            { packets: 1, bytes: 60 },
+          ],
+          daemon: null,
+        }),
+      );
+    const first = render(plan, 5);
+    const again = render(plan, 7);
+    expect(again).toBe(render(structuredClone(plan), 7));
+    expect(again).not.toBe(first);
+    expect(again).toContain("} 7\n");
+  });
+
   it("two forwards with the same labels are one series (their sum)", () => {
     const twin = { ...plan, forwards: [plan.forwards[0], plan.forwards[0]] } as typeof plan;
     const text = renderExposition(
