@@ -15,10 +15,11 @@ import type { Clock } from "./clock.js";
 /** node_exporter is scraped every 15–60 s: fresher files would only cost iptables-save runs. */
 export const MAX_WRITE_INTERVAL_MS = 15_000;
 /** Two writes start at least this many times the last write's duration apart, so the writer
- *  stays under ≈ 2 % of the time: at 1000 guests a write (the `iptables-save -c` of the whole
- *  nat table, 3.9 MB of text) took ≈ 1 s, and every 15 s that was ≈ 9 % of a core (issue 10).
- *  Small nodes write as before (a 20 ms write: 1 s apart at least). */
-export const WRITE_COST_FACTOR = 50;
+ *  stays near 1 % of the time: at 1000 guests a write (the `iptables-save -c` of the whole
+ *  nat table, then 3.9 MB of text) takes ≈ 0.7 s, and every 15 s, and after every cycle, the
+ *  idle daemon and its children used 10.7 % of a core (issue 10). Small nodes write as before
+ *  (a 20 ms write: 2 s apart at least, under the 15 s period). */
+export const WRITE_COST_FACTOR = 100;
 /** …but never further apart than this: node_exporter's file lags at most two minutes. */
 export const MAX_WRITE_SPACING_MS = 120_000;
 /** Applies in a burst share one write. */
