@@ -15,10 +15,10 @@ import type { Clock } from "./clock.js";
 /** node_exporter is scraped every 15–60 s: fresher files would only cost iptables-save runs. */
 export const MAX_WRITE_INTERVAL_MS = 15_000;
 /** Two writes start at least this many times the last write's duration apart, so the writer
- *  stays near 1 % of the time: at 1000 guests a write (the `iptables-save -c` of the whole
- *  nat table, then 3.9 MB of text) takes ≈ 0.7 s, and every 15 s, and after every cycle, the
- *  idle daemon and its children used 10.7 % of a core (issue 10). Small nodes write as before
- *  (a 20 ms write: 2 s apart at least, under the 15 s period). */
+ *  stays near 1 % of the time. At 1000 guests a write is the `iptables-save -c` of the whole
+ *  nat table (≈ 0.3 s of CPU in that child alone) and 3.9 MB of text; written every 15 s and
+ *  after every cycle, the idle daemon and its children used 10.7 % of a core (issue 10). A
+ *  write under 150 ms keeps the 15 s period (small nodes). */
 export const WRITE_COST_FACTOR = 100;
 /** …but never further apart than this: node_exporter's file lags at most two minutes. */
 export const MAX_WRITE_SPACING_MS = 120_000;
