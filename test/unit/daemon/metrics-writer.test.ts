@@ -22,7 +22,12 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function writer(file: string) {
+/** A writer whose counter read takes `costMs` of the (fake) clock: the clock's now() moves by
+ *  it inside the read, without firing timers. `saves` lists the tables read. */
+function writer(file: string, costMs = 0) {
+  const fake = fakeClock();
+  let skew = 0;
+  const clock = { ...fake, now: () => fake.now() + skew };
   const saves: string[] = [];
   const plan = { forwards: [], chains: [], diagnostics: [] } as unknown as NatPlan;
   const w = createMetricsWriter({
@@ -31,15 +36,16 @@ function writer(file: string) {
     runner: {
       async save(table: string) {
         saves.push(table);
+        if (table === "nat") skew += costMs;
         return "";
       },
     } as never,
     metrics: createDaemonMetrics(() => 0),
-    clock: fakeClock(),
+    clock,
     intervalMs: 30_000,
     log: silent,
   });
-  return { w, saves };
+  return { w, fake, saves, writes: () => saves.filter((t) => t === "nat").length };
 }
 
 describe("metrics textfile writer", () => {
@@ -62,34 +68,6 @@ describe("metrics textfile writer", () => {
   });
 });
 
-/** A writer whose counter read takes `costMs` of the (fake) clock: the clock's now() moves by
- *  it inside the read, without firing timers. */
-function timedWriter(file: string, costMs: number) {
-  const fake = fakeClock();
-  let skew = 0;
-  const clock = { ...fake, now: () => fake.now() + skew };
-  let writes = 0;
-  const plan = { forwards: [], chains: [], diagnostics: [] } as unknown as NatPlan;
-  const w = createMetricsWriter({
-    file,
-    applier: { state: () => ({ plan }) } as never,
-    runner: {
-      async save(table: string) {
-        if (table === "nat") {
-          writes++;
-          skew += costMs;
-        }
-        return "";
-      },
-    } as never,
-    metrics: createDaemonMetrics(() => 0),
-    clock,
-    intervalMs: 30_000,
-    log: silent,
-  });
-  return { w, fake, writes: () => writes };
-}
-
 /** Real time for the writer's file I/O after a fake timer fired. */
 async function until(cond: () => boolean): Promise<boolean> {
   for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -97,83 +75,65 @@ async function until(cond: () => boolean): Promise<boolean> {
 }
 const quiet = () => new Promise((r) => setTimeout(r, 60));
 
+/** The next write comes `ms` of the fake clock from now, and not a millisecond before. */
+async function nextWriteIn(t: ReturnType<typeof writer>, ms: number): Promise<void> {
+  const before = t.writes();
+  t.fake.advance(ms - 1);
+  await quiet();
+  expect(t.writes()).toBe(before);
+  t.fake.advance(1);
+  expect(await until(() => t.writes() === before + 1)).toBe(true);
+}
+
 describe("metrics textfile writer: spacing", () => {
   it("a cheap write keeps the 15 s period", async () => {
-    const file = path.join(dir, "pve-nat.prom");
-    const { w, fake, writes } = timedWriter(file, 0);
-    w.start();
-    for (let n = 1; n <= 3; n++) {
-      fake.advance(15_000);
-      expect(await until(() => writes() === n)).toBe(true);
-    }
-    w.stop();
+    const t = writer(path.join(dir, "pve-nat.prom"));
+    t.w.start();
+    for (let n = 0; n < 3; n++) await nextWriteIn(t, 15_000);
+    t.w.stop();
   });
 
   it("an expensive write spaces the next timed one by its cost", async () => {
-    const file = path.join(dir, "pve-nat.prom");
-    const { w, fake, writes } = timedWriter(file, 1000);
-    w.start();
-    fake.advance(15_000);
-    expect(await until(() => writes() === 1)).toBe(true);
-    // 50 s, more than the 15 s period, which alone would write again at 30, 45 and 60 s.
-    const spacing = WRITE_COST_FACTOR * 1000;
-    fake.advance(spacing - 1);
-    await quiet();
-    expect(writes()).toBe(1);
-    fake.advance(1);
-    expect(await until(() => writes() === 2)).toBe(true);
-    w.stop();
+    const t = writer(path.join(dir, "pve-nat.prom"), 1000);
+    t.w.start();
+    await nextWriteIn(t, 15_000);
+    // 100 s, more than the 15 s period, which alone would write again every 15 s.
+    await nextWriteIn(t, WRITE_COST_FACTOR * 1000);
+    t.w.stop();
   });
 
   it("an apply's kick waits for the same spacing after an expensive write", async () => {
-    const file = path.join(dir, "pve-nat.prom");
-    const { w, fake, writes } = timedWriter(file, 1000);
-    expect(await w.write()).toBe(true);
-    w.kick();
-    fake.advance(WRITE_COST_FACTOR * 1000 - 1);
-    await quiet();
-    expect(writes()).toBe(1);
-    fake.advance(1);
-    expect(await until(() => writes() === 2)).toBe(true);
+    const t = writer(path.join(dir, "pve-nat.prom"), 1000);
+    expect(await t.w.write()).toBe(true);
+    t.w.kick();
+    await nextWriteIn(t, WRITE_COST_FACTOR * 1000);
     // A cheap node: the kick writes 250 ms after the apply, as before.
-    const cheap = timedWriter(path.join(dir, "cheap.prom"), 0);
+    const cheap = writer(path.join(dir, "cheap.prom"));
     expect(await cheap.w.write()).toBe(true);
     cheap.w.kick();
-    cheap.fake.advance(250);
-    expect(await until(() => cheap.writes() === 2)).toBe(true);
+    await nextWriteIn(cheap, 250);
   });
 
   it("a timer set before an expensive write does not follow it at once", async () => {
     // The daemon's start: the periodic timer is set (15 s), then a write is asked for directly.
-    const file = path.join(dir, "pve-nat.prom");
-    const { w, fake, writes } = timedWriter(file, 1000);
-    w.start();
-    fake.advance(10_000);
-    expect(await w.write()).toBe(true);
-    w.kick(); // an apply right after
-    // Nothing for 50 s after its end (the 15 s timer included), then one write, not two. (The
-    // fake clock's timers do not see the write's own second.)
-    fake.advance(WRITE_COST_FACTOR * 1000 - 1);
+    const t = writer(path.join(dir, "pve-nat.prom"), 1000);
+    t.w.start();
+    t.fake.advance(10_000);
+    expect(await t.w.write()).toBe(true);
+    t.w.kick(); // an apply right after
+    // Nothing for the spacing after its end (the 15 s timer included), then one write, not
+    // two. (The fake clock's timers do not see the write's own second.)
+    await nextWriteIn(t, WRITE_COST_FACTOR * 1000);
     await quiet();
-    expect(writes()).toBe(1);
-    fake.advance(1);
-    expect(await until(() => writes() === 2)).toBe(true);
-    await quiet();
-    expect(writes()).toBe(2);
-    w.stop();
+    expect(t.writes()).toBe(2);
+    t.w.stop();
   });
 
   it("never further apart than MAX_WRITE_SPACING_MS", async () => {
-    const file = path.join(dir, "pve-nat.prom");
-    const { w, fake, writes } = timedWriter(file, 60_000);
-    w.start();
-    fake.advance(15_000);
-    expect(await until(() => writes() === 1)).toBe(true);
-    fake.advance(MAX_WRITE_SPACING_MS - 1);
-    await quiet();
-    expect(writes()).toBe(1);
-    fake.advance(1);
-    expect(await until(() => writes() === 2)).toBe(true);
-    w.stop();
+    const t = writer(path.join(dir, "pve-nat.prom"), 60_000);
+    t.w.start();
+    await nextWriteIn(t, 15_000);
+    await nextWriteIn(t, MAX_WRITE_SPACING_MS);
+    t.w.stop();
   });
 });
