@@ -1133,7 +1133,8 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
       if (kind === undefined) continue;
       touch(pve(`${rel.guestDir(node, kind)}/${o}.conf`), now);
       touch(pve(rel.guestFw(o)), now);
-      if (!ownRunState) continue;
+      // With runState every guest's run state is read below, these owners' too.
+      if (!ownRunState || runState) continue;
       if (kind === "qemu") qemuCheck(o, now);
       else lxc = true;
     }
