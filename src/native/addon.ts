@@ -56,6 +56,10 @@ export interface Native {
   /** pagedrop.c: drops the page cache of the executable that no process maps, so what the
    *  daemon maps back comes in small folios; 0, or -errno. */
   evictExe(): number;
+  /** pagedrop.c: whether a page of the executable this process maps sits in a large page-cache
+   *  folio (a file read whole, e.g. by `cat` or a backup), which evictExe() is for: 1 yes, 0 no,
+   *  -errno when it cannot tell. Asked before drop(). */
+  exeLargeFolios(): number;
   /** statmany.c: prepares the paths for statMany (converted once, grouped by directory). */
   statBatch(paths: readonly string[]): StatBatch;
   /** statmany.c: out[4i..4i+3] = ino, size, mtimeMs, ctimeMs of the batch's paths[i] (as

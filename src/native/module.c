@@ -1,6 +1,6 @@
 /*
- * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop() and
- * evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
+ * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop(),
+ * exeLargeFolios() and evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
  * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c), abstractListeners()
  * (unixlisten.c), pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and dirWatch()/dirChanged()
  * (dirwatch.c). Built by
@@ -33,6 +33,7 @@ static int add(napi_env env, napi_value exports, const char *name, napi_callback
 
 NAPI_MODULE_INIT() {
   if (!add(env, exports, "drop", Drop) || !add(env, exports, "evictExe", EvictExe) ||
+      !add(env, exports, "exeLargeFolios", ExeLargeFolios) ||
       !add(env, exports, "statBatch", StatBatch) || !add(env, exports, "statMany", StatMany) ||
       !add(env, exports, "spawn", Spawn) || !add(env, exports, "tablesToken", TablesToken) ||
       !add(env, exports, "addrWatch", AddrWatch) ||

@@ -14,6 +14,7 @@ int external_arg(napi_env env, napi_value v, void **out);
 
 napi_value Drop(napi_env env, napi_callback_info info);     /* pagedrop.c */
 napi_value EvictExe(napi_env env, napi_callback_info info); /* pagedrop.c */
+napi_value ExeLargeFolios(napi_env env, napi_callback_info info); /* pagedrop.c */
 napi_value StatBatch(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value TablesToken(napi_env env, napi_callback_info info); /* tables.c */

@@ -141,4 +141,59 @@ describe("pagedrop addon", () => {
       rmSync(dir2, { recursive: true, force: true });
     }
   });
+
+  // exeLargeFolios(): a copy of node started twice: once with its page cache dropped (`dd
+  // iflag=nocache`, no process mapping it), so its own faults read it back, and once after the
+  // cache was dropped and `cat` read the file whole, as a backup leaves an installed executable.
+  // What the answer stands for is the premise of the eviction: a start from a cache of large
+  // folios maps more of the file.
+  it("exeLargeFolios tells a cache read whole from one a process's faults filled", () => {
+    mkdirSync(path.join(repo, "build"), { recursive: true });
+    const dir2 = mkdtempSync(path.join(repo, "build", "pagedrop-"));
+    try {
+      const exe = path.join(dir2, "node");
+      copyFileSync(process.execPath, exe);
+      chmodSync(exe, 0o755);
+      const uncache = () =>
+        execFileSync("dd", [`if=${exe}`, "iflag=nocache", "count=0", "status=none"]);
+      // Its answer and the resident KiB of its mappings of the executable.
+      const run = () =>
+        JSON.parse(
+          execFileSync(
+            exe,
+            [
+              "-e",
+              "const fs=require('node:fs');const m={exports:{}};process.dlopen(m,process.argv[1]);" +
+                "const large=m.exports.exeLargeFolios();let rss=0,mine=false;" +
+                "for(const l of fs.readFileSync('/proc/self/smaps','utf8').split('\\n')){" +
+                "const h=/^[0-9a-f]+-[0-9a-f]+ \\S+ \\S+ \\S+ \\d+\\s*(.*)$/.exec(l);" +
+                "if(h){mine=h[1]===process.execPath;continue;}" +
+                "const r=/^Rss:\\s+(\\d+) kB/.exec(l);if(r&&mine)rss+=Number(r[1]);}" +
+                "process.stdout.write(JSON.stringify({large,rss}))",
+              addon,
+            ],
+            { encoding: "utf8" },
+          ),
+        ) as { large: number; rss: number };
+      uncache();
+      const faulted = run();
+      uncache();
+      execFileSync("sh", ["-c", 'cat "$1" > /dev/null', "sh", exe]);
+      const whole = run();
+      if (process.getuid?.() !== 0) {
+        // PFNs and /proc/kpageflags are root's: no answer, and the daemon evicts as before.
+        expect(whole.large).toBeLessThan(0);
+        return;
+      }
+      expect(faulted.large).toBe(0);
+      if (whole.large === 1) expect(whole.rss).toBeGreaterThan(faulted.rss * 1.2);
+      else {
+        // A kernel or file system that caches this file in small folios only: nothing to save.
+        expect(whole.large).toBe(0);
+        expect(whole.rss).toBeLessThan(faulted.rss * 1.1);
+      }
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
+    }
+  });
 });
