@@ -306,16 +306,18 @@ export async function runDaemon(ctx: Context): Promise<void> {
     return;
   }
 
-  // A page cache holding the executable in large folios (a file read whole: `cat`, a backup)
-  // is mapped a folio at a touch on a kernel like this machine's (6.18); only then is it evicted
-  // below. Asked first: the drop unmaps what it looks at (src/native/pagedrop.c).
+  // A page cache holding the executable in large folios (a file read whole: `cat`, a backup, a
+  // fresh build) is mapped a folio at a touch on a kernel like this machine's (6.18). Asked
+  // first: the drop unmaps what it looks at (src/native/pagedrop.c).
   const large = native?.exeLargeFolios();
   // Loading the program touched most of the executable; the reconcile needs a part of it.
-  // Given back now, the reconcile's pages and its heap are not resident at the same time.
-  native?.drop();
-  // Every page an eviction drops, the reconcile reads back from disk (≈ 45 ms at 1000 guests
-  // here): evicted only when the cache holds large folios, or when that cannot be told.
-  const evicted = large === 0 ? 0 : native?.evictExe();
+  // Given back now, the reconcile's pages and its heap are not resident at the same time. The
+  // eviction (which gives them back too) only when the cache holds large folios, or when that
+  // cannot be told: every page it drops, the reconcile reads back from disk (≈ 45 ms at 1000
+  // guests here).
+  let evicted: number | undefined;
+  if (large === 0) native?.drop();
+  else evicted = native?.evictExe();
   if (large !== undefined) log.debug({ large, evicted }, "executable's page cache");
   if (evicted !== undefined && evicted < 0) log.debug({ errno: -evicted }, "evictExe failed");
   const t0 = clock.now();

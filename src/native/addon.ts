@@ -53,8 +53,8 @@ export interface Native {
   /** pagedrop.c: gives back the resident pages of the executable's clean read-only mappings;
    *  the bytes released (-1: smaps unreadable). */
   drop(): number;
-  /** pagedrop.c: drops the page cache of the executable that no process maps, so what the
-   *  daemon maps back comes in small folios; 0, or -errno. */
+  /** pagedrop.c: drop()'s work, then, in the same call, drops the page cache of the executable
+   *  that no process maps, so what the daemon maps back comes in small folios; 0, or -errno. */
   evictExe(): number;
   /** pagedrop.c: whether a page of the executable this process maps sits in a large page-cache
    *  folio (a file read whole, e.g. by `cat` or a backup), which evictExe() is for: 1 yes, 0 no,

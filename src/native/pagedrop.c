@@ -85,20 +85,23 @@ static int collect(void) {
   return n;
 }
 
+/* Unmaps the clean read-only file mappings; the bytes released, or -1 (smaps unreadable). */
+static double drop_mapped(void) {
+  int n = collect();
+  if (n < 0) return -1;
+  double released = 0;
+  for (int i = 0; i < n; i++) {
+    if (madvise((void *)ranges[i].start, ranges[i].end - ranges[i].start, MADV_DONTNEED) == 0)
+      released += (double)ranges[i].rss_kb * 1024;
+  }
+  return released;
+}
+
 /* drop() → resident bytes released from this process's page tables, or -1 (smaps unreadable). */
 napi_value Drop(napi_env env, napi_callback_info info) {
   (void)info;
-  double released = -1;
-  int n = collect();
-  if (n >= 0) {
-    released = 0;
-    for (int i = 0; i < n; i++) {
-      if (madvise((void *)ranges[i].start, ranges[i].end - ranges[i].start, MADV_DONTNEED) == 0)
-        released += (double)ranges[i].rss_kb * 1024;
-    }
-  }
   napi_value result;
-  if (napi_create_double(env, released, &result) != napi_ok) return NULL;
+  if (napi_create_double(env, drop_mapped(), &result) != napi_ok) return NULL;
   return result;
 }
 
@@ -218,11 +221,14 @@ out:
   return result;
 }
 
-/* evictExe() → 0, or -errno. Asks the kernel to drop the page cache of this process's own
- * executable; POSIX_FADV_DONTNEED leaves every page some process maps (hooks running now, the
- * daemon's own working set) and any dirty page alone, so nothing running loses a page: what
- * is evicted is read back on its next use, from disk or the host's cache (110 MB in 0.12 s
- * here). Called right after the first drop(), when exeLargeFolios() did not answer 0. */
+/* evictExe() → 0, or -errno. Does drop()'s work, then asks the kernel to drop the page cache
+ * of this process's own executable; POSIX_FADV_DONTNEED leaves every page some process maps
+ * (hooks running now) and any dirty page alone, so nothing running loses a page: what is
+ * evicted is read back on its next use, from disk or the host's cache (110 MB in 0.12 s here),
+ * in small folios. Both in one call: with JavaScript between them, the code that ran there
+ * (Node's and V8's, in the executable) was mapped again from the cache's large folios, which
+ * the eviction then left alone, and every later start found them, asked exeLargeFolios() and
+ * evicted again. Called once, before the reconcile, when exeLargeFolios() did not answer 0. */
 napi_value EvictExe(napi_env env, napi_callback_info info) {
   (void)info;
   int rc = 0;
@@ -230,6 +236,7 @@ napi_value EvictExe(napi_env env, napi_callback_info info) {
   if (fd < 0) {
     rc = -errno;
   } else {
+    drop_mapped();
     int e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     if (e != 0) rc = -e;
     close(fd);
