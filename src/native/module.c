@@ -1,9 +1,9 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop(),
- * exeLargeFolios() and evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn() (spawn.c),
- * tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c), abstractListeners()
- * (unixlisten.c), pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and dirWatch()/dirChanged()
- * (dirwatch.c). Built by
+ * exeLargeFolios() and evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn()
+ * (spawn.c), tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c),
+ * abstractListeners() (unixlisten.c), pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and
+ * dirWatch()/dirChanged() (dirwatch.c). Built by
  * packaging/native.mjs against Node-API (node-api-headers), so one build loads in any Node ≥ 20;
  * embedded in the single executable like the zeromq addon (src/native/addon.ts).
  */

@@ -114,11 +114,7 @@ napi_value Drop(napi_env env, napi_callback_info info) {
  * of up to 512 pages and the process mapped 13 764 pages; a `cp` left 16-page folios and the
  * process mapped 7 857; read back by a process's own faults, 1- and 4-page folios and 7 799.
  * Only the first is worth an eviction, whose price is every page the reconcile then reads back
- * from disk (≈ 45 ms of a 1000-guest reconcile here).
- *
- * A folio maps whole (within the mapping), so a large one shows in /proc/self/pagemap as a run
- * of present pages whose PFNs are consecutive; /proc/kpageflags then confirms the run's first
- * page is part of a compound page (not small pages that happen to be contiguous). */
+ * from disk (≈ 45 ms of a 1000-guest reconcile here). */
 #define LARGE_FOLIO 32
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
@@ -141,9 +137,9 @@ static int one_folio_in(int kflags, unsigned long long first, size_t n) {
   return 0;
 }
 
-/* A folio maps whole (within the mapping), so a large one is a run of present pages whose PFNs
- * are consecutive; only such runs of LARGE_FOLIO pages or more are looked up in kpageflags
- * (neighbouring small folios can be physically contiguous too). */
+/* A folio maps whole (within the mapping), so a large one shows in /proc/self/pagemap as a run
+ * of present pages whose PFNs are consecutive; only runs of LARGE_FOLIO pages or more are looked
+ * up in /proc/kpageflags, since neighbouring small folios can be physically contiguous too. */
 static int large_in(int pagemap, int kflags, unsigned long start, unsigned long end,
                     int *saw_pfn) {
   static unsigned long long pm[PM_CHUNK];

@@ -1,14 +1,7 @@
 // src/native/pagedrop.c (in pve-nat's own addon), compiled as the package build compiles it and
 // loaded into a plain node process (the daemon loads the same file from its single executable).
 import { execFileSync } from "node:child_process";
-import {
-  chmodSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  rmSync,
-} from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
