@@ -99,9 +99,9 @@ describe("pagedrop addon", () => {
   // faults read it back; a start after the cache was dropped and `cat` read the file whole, as a
   // backup leaves an installed executable, which then evicts; and a start after that. What the
   // answer stands for is the premise of the eviction (a start from large folios maps more of the
-  // file), and what the eviction is for is the third start mapping less. The copy lives in the repo's build/ directory, not /tmp, which may be tmpfs (shared
-  // memory is never evicted).
-  it("exeLargeFolios tells a cache read whole, and evictExe leaves the next start small folios", () => {
+  // file), and what the eviction is for is the third start mapping less. The copy lives in the
+  // repo's build/ directory, not /tmp, which may be tmpfs (shared memory is never evicted).
+  it("exeLargeFolios tells a cache read whole; evictExe takes back most of what it cost", () => {
     mkdirSync(path.join(repo, "build"), { recursive: true });
     const dir2 = mkdtempSync(path.join(repo, "build", "pagedrop-"));
     try {
