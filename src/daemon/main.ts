@@ -318,8 +318,8 @@ export async function runDaemon(ctx: Context): Promise<void> {
   let evicted: number | undefined;
   if (large === 0) native?.drop();
   else evicted = native?.evictExe();
+  // evicted: 0, or -errno when the eviction failed; absent when none was needed.
   if (large !== undefined) log.debug({ large, evicted }, "executable's page cache");
-  if (evicted !== undefined && evicted < 0) log.debug({ errno: -evicted }, "evictExe failed");
   const t0 = clock.now();
   let reconciled = false;
   try {
