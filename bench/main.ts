@@ -32,6 +32,7 @@ interface Args {
   profile: string | null;
   debugLog: boolean;
   footprint: boolean;
+  noStore: boolean;
 }
 
 function usage(): never {
@@ -44,6 +45,7 @@ function usage(): never {
       "  --profile  DIR: run the daemon from a dev bundle under node --cpu-prof (profiles in DIR)",
       "  --debug-log  daemon at log_level = debug: records its per-cycle load/restore split",
       "  --footprint  only reconcile, the idle window (CPU, file calls, memory) and the burst",
+      "  --no-store   nodes without pmxcfs's store: the daemon stats every .fw each poll",
       "",
     ].join("\n"),
   );
@@ -60,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     profile: null,
     debugLog: false,
     footprint: false,
+    noStore: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -72,6 +75,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === "--profile") a.profile = path.resolve(v());
     else if (k === "--debug-log") a.debugLog = true;
     else if (k === "--footprint") a.footprint = true;
+    else if (k === "--no-store") a.noStore = true;
     else usage();
   }
   if (a.counts.length === 0) a.counts = a.quick ? [10, 100] : [10, 100, 1000];
@@ -308,6 +312,7 @@ async function orchestrate(a: Args): Promise<void> {
         runs: runsFor(a.quick),
         debugLog: a.debugLog || a.profile !== null,
         footprint: a.footprint,
+        store: !a.noStore,
         ...(a.profile ? { daemonBin: await profiledDaemon(a.profile, backend) } : {}),
       });
       reports.push(backendReport(backend, res.counts));
@@ -330,6 +335,7 @@ async function orchestrate(a: Args): Promise<void> {
         "10 (9 DNAT port forwards + 1 MASQUERADE), LXC guests, run state via abstract sockets",
       runs: runsFor(a.quick),
       daemon_log_level: a.debugLog || a.profile !== null ? "debug" : "info",
+      pmxcfs_store: !a.noStore,
       notes: [
         "apply_ms: the daemon's own `ms` of each `applied` event (cycle start → restore done); apply_outside_ms: bus request → reply, measured outside",
         "floor_ms: `iptables-restore --noflush` of exactly the daemon's one-guest payload, spawned from the same namespace, interleaved with the events",

@@ -74,6 +74,8 @@ export interface InnerOptions {
   daemonBin?: string[];
   /** Only the footprint: reconcile, the idle window, the burst (no hooks, edits, seed). */
   footprint?: boolean;
+  /** The nodes have pmxcfs's store (default true): see writeNode. */
+  store?: boolean;
 }
 
 /** What the daemon's memory is made of at one moment, MB: from /proc (rss, anon, file) and
@@ -705,7 +707,15 @@ async function idleOnNode(
 
 async function learnedIdle(o: InnerOptions, count: number): Promise<LearnedIdle> {
   label = `${o.backend} ${count} guests, learned addresses`;
-  const tree = await writeNode(path.join(o.work, `l${count}`), count, o.backend, false, true);
+  const tree = await writeNode(
+    path.join(o.work, `l${count}`),
+    count,
+    o.backend,
+    false,
+    true,
+    "lxc",
+    o.store !== false,
+  );
   const r = await idleOnNode(
     o,
     "addresses from the PVE IPAM",
@@ -768,6 +778,7 @@ async function qemuIdle(o: InnerOptions, count: number): Promise<QemuIdle> {
     false,
     false,
     "qemu",
+    o.store !== false,
   );
   let cmdlineBytes = 0;
   const r = await idleOnNode(
@@ -788,7 +799,15 @@ const NO_RUNS: Summary = summarize([]);
 
 async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
   label = `${o.backend} ${count} guests`;
-  const tree = await writeNode(path.join(o.work, `n${count}`), count, o.backend, o.debugLog);
+  const tree = await writeNode(
+    path.join(o.work, `n${count}`),
+    count,
+    o.backend,
+    o.debugLog,
+    false,
+    "lxc",
+    o.store !== false,
+  );
   await clearTables(o.backend);
   const holder = { h: await startHolder(o.self, count) };
   let daemon: Daemon | null = null;

@@ -2,6 +2,7 @@
 // (test/helpers/simnode.ts): a --root tree with N LXC guests, each with 10 NAT rules (9 port
 // forwards + 1 masquerade), and LXC-style run state: one small process in the node's namespace
 // listening on N abstract sockets @/var/lib/lxc/<vmid>/command (holdLxcSockets).
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import {
@@ -9,9 +10,11 @@ import {
   guestConf,
   guestFw,
   guestMac,
+  makeStore,
   natConf,
   pvePath,
   replaceFile,
+  storeCommit,
   writeNode as writeTree,
 } from "../../test/helpers/simnode.js";
 
@@ -88,7 +91,8 @@ export function ipamState(count: number): string {
  *  `debugLog` the daemon logs each cycle's load/read/restore split (at 1000 guests those debug
  *  lines cost the reconcile ≈ 0.2 s, so measured runs keep the default level). With `learned`,
  *  the guest configs say `ip=dhcp` and the addresses come from the PVE IPAM (ipamState); with
- *  `kind` "qemu" the guests are qemu guests (run state: startQemus). */
+ *  `kind` "qemu" the guests are qemu guests (run state: startQemus); without `store` the node
+ *  has no pmxcfs store and the daemon stats every guest's .fw each poll (its fallback). */
 export async function writeNode(
   root: string,
   count: number,
@@ -96,6 +100,7 @@ export async function writeNode(
   debugLog = false,
   learned = false,
   kind: "lxc" | "qemu" = "lxc",
+  store = true,
 ): Promise<NodeTree> {
   await rm(root, { recursive: true, force: true });
   const pollIntervalMs = 1000;
@@ -119,6 +124,8 @@ export async function writeNode(
     })),
   });
   if (learned) await replaceFile(pvePath(root, "sdn/pve-ipam-state.json"), ipamState(count));
+  // pmxcfs's store, as every Proxmox node has it (the bench's writes commit to it like pmxcfs).
+  if (store) await makeStore(root);
   return {
     root,
     configPath: tree.configPath,
@@ -130,5 +137,6 @@ export async function writeNode(
 
 /** Write-then-rename, as pmxcfs presents a whole new file to readers. */
 export async function editFw(root: string, vmid: number, variant: 0 | 1): Promise<void> {
+  if (existsSync(path.join(root, "var/lib/pve-cluster/config.db-wal"))) await storeCommit(root);
   await replaceFile(fwPath(root, vmid), fwText(vmid, variant));
 }

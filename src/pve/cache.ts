@@ -72,6 +72,7 @@ import {
   qemuPidfile,
 } from "./runstate.js";
 import { parseSdn, SDN_FILES } from "./sdn.js";
+import { STORE_FILES, type StoreState, storeStill } from "./store.js";
 import { parseVmlist, vmlistVersion } from "./vmlist.js";
 
 export { parseUnixSockets } from "./runstate.js";
@@ -739,6 +740,26 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     return { out: fwBatch.out, changed };
   }
 
+  /** pmxcfs's store files, their numbers as statMany last gave them, and storeStill's state. */
+  const storePaths = STORE_FILES.map((f) => paths.path(f));
+  const storeOut = new Float64Array(4 * STORE_FILES.length);
+  let store: StoreState | null = null;
+  /** Whether pmxcfs's store has not moved since a stat that the pass after it could trust
+   *  (store.ts); false without statMany or without the store (under --root, unless the test
+   *  or bench made one). `now`: Date.now() taken before the stat. */
+  function storeIsStill(now: number): boolean {
+    if (!opts.statMany) return false;
+    let moved = opts.statMany(storePaths, storeOut) > 0;
+    let newest = 0;
+    for (let i = 0; i < storePaths.length; i++) {
+      if ((storeOut[4 * i] as number) < 0) moved = true;
+      newest = Math.max(newest, storeOut[4 * i + 2] as number, storeOut[4 * i + 3] as number);
+    }
+    const r = storeStill(store, moved, newest, now, monotonic());
+    store = r.next;
+    return r.skip;
+  }
+
   /** The guest list (and node) whose last full walk found every guest quiet: its config kept
    *  per .vmlist and its .fw settled at the numbers the batch gave. While the next pass's
    *  batch gives the same numbers and .vmlist marks no guest, that walk would decide the same
@@ -1047,7 +1068,16 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     readSockets();
     const kinds = guestKinds();
     const list = guestList();
-    const fw = statGuestFws(list, node);
+    // While pmxcfs's store is still and the last walk found every guest quiet, the batch
+    // would give the numbers it gave last time: not taken (store.ts).
+    const fw =
+      storeIsStill(now) &&
+      quiet?.list === list &&
+      quiet.node === node &&
+      fwBatch?.list === list &&
+      fwBatch.node === node
+        ? { out: fwBatch.out, changed: 0 }
+        : statGuestFws(list, node);
     const skip =
       fw !== null &&
       fw.changed === 0 &&

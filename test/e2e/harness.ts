@@ -33,11 +33,15 @@ import {
   type GuestKind,
   guestConf,
   guestMac,
+  makeStore,
+  NODE_NAME,
   natConf,
   pvePath,
   replaceFile,
   startGuest,
   stopGuest,
+  storeCommit,
+  vmlistText,
   writeGuest,
   writeNode,
 } from "../helpers/simnode.js";
@@ -94,6 +98,12 @@ export interface SimNodeOptions {
   bridgeNf?: boolean;
   /** Extra pve-nat.conf lines. */
   config?: string;
+  /** The node has what pmxcfs adds on a real one: its guest list (/etc/pve/.vmlist, a guest's
+   *  version bumped when its config is written) and its store (config.db, which every write
+   *  through this harness under /etc/pve commits to first, as pmxcfs does). The daemon then
+   *  leaves the guests' files alone while the store is still (src/pve/store.ts; the single
+   *  executable only). Default false: every file is polled. */
+  pmxcfs?: boolean;
 }
 
 export interface Probe {
@@ -203,6 +213,17 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
   const runState = new Map<number, Background>();
   const root = await mkdtemp(path.join(tmpdir(), "pvenat-root-"));
 
+  /** pmxcfs's side of a write under /etc/pve (see SimNodeOptions.pmxcfs): the commit comes
+   *  before the change is visible. */
+  const commit = async () => {
+    if (opts.pmxcfs) await storeCommit(root);
+  };
+  let vmlistVersion = 0;
+  const vmlistIds: Record<number, [string, GuestKind, number]> = {};
+  async function writeVmlist(): Promise<void> {
+    await replaceFile(pvePath(root, ".vmlist"), vmlistText(++vmlistVersion, vmlistIds));
+  }
+
   const nsx = inNetns;
   const exec = (n: string, argv: string[], o?: RunOptions) => run(nsx(n, argv), o);
   const execOk = (n: string, argv: string[], o?: RunOptions) => runOk(nsx(n, argv), o);
@@ -301,6 +322,10 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     }
 
     await writeNode({ root, config: baseConfig(opts.config) });
+    if (opts.pmxcfs) {
+      await makeStore(root);
+      await writeVmlist();
+    }
   } catch (err) {
     await destroy().catch(() => {});
     throw err;
@@ -371,7 +396,12 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
     if (spec.plug !== false) await plug(vmid);
     if (spec.writeConf !== false) {
       const conf = guestConf(g.dhcp ? { ...g, ip: "dhcp" } : g);
+      await commit();
       await writeGuest(root, { vmid, kind, conf });
+      if (opts.pmxcfs) {
+        vmlistIds[vmid] = [NODE_NAME, kind, (vmlistIds[vmid]?.[2] ?? 0) + 1];
+        await writeVmlist();
+      }
     }
     return g;
   };
@@ -529,8 +559,12 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
       };
       return { fromGuestNet: count("10.10.10.0/24"), fromPublic: count(ADDR.public) };
     },
-    writePve: (rel, text) => replaceFile(pvePath(root, rel), text),
+    async writePve(rel, text) {
+      await commit();
+      await replaceFile(pvePath(root, rel), text);
+    },
     async removePve(rel) {
+      await commit();
       await rm(pvePath(root, rel), { force: true });
     },
     async writeConfig(text) {

@@ -1,6 +1,7 @@
 // NAT follows the guest: stop → gone at once, restart → back, a changed UDP target takes the
 // established flow along (conntrack cleanup), .fw edits and removals live within 2 s without any
-// hook, and a guest that starts without a hookscript converges through the watcher.
+// hook, and a guest that starts without a hookscript converges through the watcher. The node
+// has pmxcfs's .vmlist and store (the harness commits each write to it, as pmxcfs does).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADDR } from "./harness.js";
 import { createScenario, type Scenario, within } from "./scenario.js";
@@ -26,6 +27,9 @@ beforeAll(async () => {
       { vmid: 110, kind: "qemu", firewall: false, plug: true },
     ],
     config: `start_grace_ms = ${GRACE_MS}\n`,
+    // .vmlist and pmxcfs's store, as a real node has them: the single executable (package
+    // test) then polls the store, not every .fw, and the edits below must still be live in 2 s.
+    pmxcfs: true,
   });
   const sim = sc.sim;
   await sim.writePve("firewall/107.fw", fw(SSH_107 + DNS));

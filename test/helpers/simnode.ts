@@ -7,7 +7,16 @@
 //    guests in one process.
 // Namespaces, devices and traffic are test/e2e/harness.ts's business, not this file's.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rename, symlink, unlink, writeFile } from "node:fs/promises";
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  symlink,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -139,6 +148,24 @@ export async function writeGuest(root: string, g: GuestFiles): Promise<void> {
 }
 
 /** Write-then-rename, as pmxcfs presents a whole new file to readers. */
+/** pmxcfs's backing store, /var/lib/pve-cluster/config.db (SQLite in WAL mode), which the
+ *  daemon takes as the node's change signal (src/pve/store.ts). A node made without it is
+ *  polled file by file, as before. `makeStore` creates both files; `storeCommit` appends a
+ *  frame to the WAL, as pmxcfs's commit of any change under /etc/pve does. A writer standing
+ *  in for pmxcfs commits before the change is visible, the order pmxcfs keeps (memdb.c: the
+ *  commit and the change under one lock). */
+export async function makeStore(root: string): Promise<void> {
+  const dir = path.join(root, "var/lib/pve-cluster");
+  await mkdir(dir, { recursive: true });
+  // The headers' magic numbers only; nothing reads the content.
+  await writeFile(path.join(dir, "config.db"), "SQLite format 3\0");
+  await writeFile(path.join(dir, "config.db-wal"), Buffer.from([0x37, 0x7f, 0x06, 0x82]));
+}
+
+export async function storeCommit(root: string): Promise<void> {
+  await appendFile(path.join(root, "var/lib/pve-cluster/config.db-wal"), Buffer.alloc(4120));
+}
+
 export async function replaceFile(file: string, text: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
