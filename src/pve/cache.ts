@@ -647,13 +647,18 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
 
   // pmxcfs's counter for guest configs (vmlist.ts): a pass stats the configs it marks, not all
   // of them (each stat is a round trip into pmxcfs). firewall/*.fw have no counter and are
-  // stat'ed every pass. Without .vmlist (--root trees, no pmxcfs) every config is, as before.
+  // stat'ed every pass the store allows (store.ts). Without .vmlist (--root trees, no pmxcfs)
+  // every config is, as before.
   let vmlistSeen: { version: number; node: string; guests: Map<number, number> } | null = null;
   const hot = new Map<number, number>();
 
   const vmlistHead = { buf: Buffer.allocUnsafe(64) };
-  function confGate(node: string, now: number): ConfGate {
+  function confGate(node: string, now: number, still: boolean): ConfGate {
     for (const [vmid, until] of hot) if (until <= now) hot.delete(vmid);
+    // pmxcfs changes .vmlist only with a commit to its store, so a still store means the list
+    // read last is current; and pmxcfs builds the whole text (≈ 60 KB at 1000 guests) for
+    // every open of it, whatever is read (cfs-plug-func.c regenerates it on getattr).
+    if (still && vmlistSeen?.node === node) return { list: false, touch: hotSet() };
     // The version leads the text: its first 64 bytes say whether anything changed, without
     // having pmxcfs copy the whole list (≈ 60 KB at 1000 guests) every second.
     try {
@@ -1060,7 +1065,9 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     const node = currentNode();
     touch(pve(rel.cluster), now);
     touch(pve(rel.host(node)), now);
-    const gate = confGate(node, now);
+    // The store first: the .vmlist read and the .fw batch of a pass it does not trust follow it.
+    const still = storeIsStill(now);
+    const gate = confGate(node, now, still);
     if (gate === null || gate.list) {
       listDir("qemu");
       listDir("lxc");
@@ -1071,7 +1078,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     // While pmxcfs's store is still and the last walk found every guest quiet, the batch
     // would give the numbers it gave last time: not taken (store.ts).
     const fw =
-      storeIsStill(now) &&
+      still &&
       quiet?.list === list &&
       quiet.node === node &&
       fwBatch?.list === list &&

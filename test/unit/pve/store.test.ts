@@ -12,7 +12,7 @@ import {
   storeStill,
 } from "../../../src/pve/store.js";
 import { loadTestNative } from "../../helpers/native.js";
-import { makeStore, storeCommit, tempRoot, writeNode } from "../../helpers/simnode.js";
+import { makeStore, storeCommit, tempRoot, vmlistText, writeNode } from "../../helpers/simnode.js";
 
 const roots: string[] = [];
 let native: Native;
@@ -114,6 +114,7 @@ describe("node source with pmxcfs's store", () => {
     await source.refresh({ all: true });
     return {
       root,
+      path,
       fw,
       source,
       comment,
@@ -171,6 +172,24 @@ describe("node source with pmxcfs's store", () => {
     await n.source.refresh({ all: true });
     expect(n.stats()).toBe(first + 1);
     expect(n.comment()).toBe("NAT:825");
+  });
+
+  it("leaves .vmlist unread while the store is still", async () => {
+    const n = await node(true);
+    const name = () => n.source.input().guests[105]?.conf?.name;
+    expect(name()).toBe("a");
+    // A config edit as pmxcfs shows it: the config, and .vmlist with the guest's version bumped.
+    // Without the commit that always comes with it the store stays still: the list is not read
+    // again, so the config is not stat'ed.
+    await writeFile(n.path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: b\n");
+    await writeFile(n.path("/etc/pve/.vmlist"), vmlistText(2, { 105: ["pve1", "lxc", 2] }));
+    n.advance(1000);
+    await n.source.refresh({ all: true });
+    expect(name()).toBe("a");
+    await storeCommit(n.root);
+    n.advance(1000);
+    await n.source.refresh({ all: true });
+    expect(name()).toBe("b");
   });
 
   it("without the store stats every .fw on every poll", async () => {
