@@ -731,15 +731,20 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
   } | null = null;
 
   /** One statMany over every guest's .fw (null without it): touchGuest then reads index i;
-   *  `changed` counts the files whose numbers differ from the last pass's. */
+   *  `changed` counts the files whose numbers differ from the last pass's. While pmxcfs's store
+   *  is `still` and the last walk found every guest of this list quiet, the batch would give
+   *  the numbers it gave last time: not taken (store.ts). */
   function statGuestFws(
     list: ReturnType<typeof guestList>,
     node: string,
+    still: boolean,
   ): { out: Float64Array; changed: number } | null {
     if (!opts.statMany) return null;
     if (fwBatch?.list !== list || fwBatch.node !== node) {
       const paths = list.vmids.map((v, i) => pathsOf(v, list.kinds[i] as GuestKind, node).fw);
       fwBatch = { list, node, paths, out: new Float64Array(paths.length * 4) };
+    } else if (still && quiet?.list === list && quiet.node === node) {
+      return { out: fwBatch.out, changed: 0 };
     }
     const changed = opts.statMany(fwBatch.paths, fwBatch.out);
     return { out: fwBatch.out, changed };
@@ -1075,16 +1080,7 @@ export function createNodeSource(paths: NodePaths, opts: SourceOptions = {}): No
     readSockets();
     const kinds = guestKinds();
     const list = guestList();
-    // While pmxcfs's store is still and the last walk found every guest quiet, the batch
-    // would give the numbers it gave last time: not taken (store.ts).
-    const fw =
-      still &&
-      quiet?.list === list &&
-      quiet.node === node &&
-      fwBatch?.list === list &&
-      fwBatch.node === node
-        ? { out: fwBatch.out, changed: 0 }
-        : statGuestFws(list, node);
+    const fw = statGuestFws(list, node, still);
     const skip =
       fw !== null &&
       fw.changed === 0 &&
