@@ -707,15 +707,10 @@ async function idleOnNode(
 
 async function learnedIdle(o: InnerOptions, count: number): Promise<LearnedIdle> {
   label = `${o.backend} ${count} guests, learned addresses`;
-  const tree = await writeNode(
-    path.join(o.work, `l${count}`),
-    count,
-    o.backend,
-    false,
-    true,
-    "lxc",
-    o.store !== false,
-  );
+  const tree = await writeNode(path.join(o.work, `l${count}`), count, o.backend, {
+    learned: true,
+    store: o.store !== false,
+  });
   const r = await idleOnNode(
     o,
     "addresses from the PVE IPAM",
@@ -771,15 +766,10 @@ async function startQemus(
 
 async function qemuIdle(o: InnerOptions, count: number): Promise<QemuIdle> {
   label = `${o.backend} ${count} qemu guests`;
-  const tree = await writeNode(
-    path.join(o.work, `q${count}`),
-    count,
-    o.backend,
-    false,
-    false,
-    "qemu",
-    o.store !== false,
-  );
+  const tree = await writeNode(path.join(o.work, `q${count}`), count, o.backend, {
+    kind: "qemu",
+    store: o.store !== false,
+  });
   let cmdlineBytes = 0;
   const r = await idleOnNode(
     o,
@@ -799,15 +789,10 @@ const NO_RUNS: Summary = summarize([]);
 
 async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
   label = `${o.backend} ${count} guests`;
-  const tree = await writeNode(
-    path.join(o.work, `n${count}`),
-    count,
-    o.backend,
-    o.debugLog,
-    false,
-    "lxc",
-    o.store !== false,
-  );
+  const tree = await writeNode(path.join(o.work, `n${count}`), count, o.backend, {
+    debugLog: o.debugLog === true,
+    store: o.store !== false,
+  });
   await clearTables(o.backend);
   const holder = { h: await startHolder(o.self, count) };
   let daemon: Daemon | null = null;

@@ -2,7 +2,6 @@
 // (test/helpers/simnode.ts): a --root tree with N LXC guests, each with 10 NAT rules (9 port
 // forwards + 1 masquerade), and LXC-style run state: one small process in the node's namespace
 // listening on N abstract sockets @/var/lib/lxc/<vmid>/command (holdLxcSockets).
-import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import {
@@ -97,10 +96,12 @@ export async function writeNode(
   root: string,
   count: number,
   backend: "nft" | "legacy",
-  debugLog = false,
-  learned = false,
-  kind: "lxc" | "qemu" = "lxc",
-  store = true,
+  {
+    debugLog = false,
+    learned = false,
+    kind = "lxc",
+    store = true,
+  }: { debugLog?: boolean; learned?: boolean; kind?: "lxc" | "qemu"; store?: boolean } = {},
 ): Promise<NodeTree> {
   await rm(root, { recursive: true, force: true });
   const pollIntervalMs = 1000;
@@ -137,6 +138,6 @@ export async function writeNode(
 
 /** Write-then-rename, as pmxcfs presents a whole new file to readers. */
 export async function editFw(root: string, vmid: number, variant: 0 | 1): Promise<void> {
-  if (existsSync(path.join(root, "var/lib/pve-cluster/config.db-wal"))) await storeCommit(root);
+  await storeCommit(root);
   await replaceFile(fwPath(root, vmid), fwText(vmid, variant));
 }

@@ -213,11 +213,9 @@ export async function createSimNode(opts: SimNodeOptions = {}): Promise<SimNode>
   const runState = new Map<number, Background>();
   const root = await mkdtemp(path.join(tmpdir(), "pvenat-root-"));
 
-  /** pmxcfs's side of a write under /etc/pve (see SimNodeOptions.pmxcfs): the commit comes
-   *  before the change is visible. */
-  const commit = async () => {
-    if (opts.pmxcfs) await storeCommit(root);
-  };
+  /** pmxcfs's side of a write under /etc/pve (see SimNodeOptions.pmxcfs; without the store
+   *  a no-op): the commit comes before the change is visible. */
+  const commit = () => storeCommit(root);
   let vmlistVersion = 0;
   const vmlistIds: Record<number, [string, GuestKind, number]> = {};
   async function writeVmlist(): Promise<void> {

@@ -21,6 +21,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { rooted } from "../../src/paths.js";
+import { STORE_FILES } from "../../src/pve/store.js";
 import { type Background, inNetns, run, spawnBackground, waitFor } from "./exec.js";
 
 export const NODE_NAME = "pve1";
@@ -147,7 +148,6 @@ export async function writeGuest(root: string, g: GuestFiles): Promise<void> {
   if (g.fw != null) await writeFile(fwPath(root, g.vmid), g.fw);
 }
 
-/** Write-then-rename, as pmxcfs presents a whole new file to readers. */
 /** pmxcfs's backing store, /var/lib/pve-cluster/config.db (SQLite in WAL mode), which the
  *  daemon takes as the node's change signal (src/pve/store.ts). A node made without it is
  *  polled file by file, as before. `makeStore` creates both files; `storeCommit` appends a
@@ -155,17 +155,21 @@ export async function writeGuest(root: string, g: GuestFiles): Promise<void> {
  *  in for pmxcfs commits before the change is visible, the order pmxcfs keeps (memdb.c: the
  *  commit and the change under one lock). */
 export async function makeStore(root: string): Promise<void> {
-  const dir = path.join(root, "var/lib/pve-cluster");
-  await mkdir(dir, { recursive: true });
+  const db = rooted(root, STORE_FILES[0]);
+  const wal = rooted(root, STORE_FILES[1]);
+  await mkdir(path.dirname(db), { recursive: true });
   // The headers' magic numbers only; nothing reads the content.
-  await writeFile(path.join(dir, "config.db"), "SQLite format 3\0");
-  await writeFile(path.join(dir, "config.db-wal"), Buffer.from([0x37, 0x7f, 0x06, 0x82]));
+  await writeFile(db, "SQLite format 3\0");
+  await writeFile(wal, Buffer.from([0x37, 0x7f, 0x06, 0x82]));
 }
 
+/** A no-op on a node made without a store: nothing to commit to, as without pmxcfs. */
 export async function storeCommit(root: string): Promise<void> {
-  await appendFile(path.join(root, "var/lib/pve-cluster/config.db-wal"), Buffer.alloc(4120));
+  const wal = rooted(root, STORE_FILES[1]);
+  if (existsSync(wal)) await appendFile(wal, Buffer.alloc(4120));
 }
 
+/** Write-then-rename, as pmxcfs presents a whole new file to readers. */
 export async function replaceFile(file: string, text: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;

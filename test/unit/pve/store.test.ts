@@ -119,8 +119,10 @@ describe("node source with pmxcfs's store", () => {
       source,
       comment,
       stats: () => fwStats,
-      advance: (ms: number) => {
+      /** One poll, `ms` after the last. */
+      poll: async (ms = 1000) => {
         mono += ms;
+        await source.refresh({ all: true });
       },
     };
   }
@@ -131,16 +133,14 @@ describe("node source with pmxcfs's store", () => {
     expect(n.comment()).toBe("NAT:822");
     const first = n.stats();
     for (let i = 0; i < 3; i++) {
-      n.advance(1000);
-      await n.source.refresh({ all: true });
+      await n.poll();
     }
     expect(n.stats()).toBe(first);
 
     // The same edit as pmxcfs makes it: the commit, then the new file.
     await storeCommit(n.root);
     await writeFile(n.fw, rule(823));
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(n.stats()).toBe(first + 1);
     expect(n.comment()).toBe("NAT:823");
   });
@@ -148,14 +148,12 @@ describe("node source with pmxcfs's store", () => {
   it("keeps stat'ing for STORE_QUIET_MS after a commit", async () => {
     const n = await node(true);
     await storeCommit(n.root);
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     const afterCommit = n.stats();
     // A file written right after the poll that saw the commit: the store's numbers do not
     // move again (as with a write in the same clock step), yet the next poll sees it.
     await writeFile(n.fw, rule(824));
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(n.stats()).toBe(afterCommit + 1);
     expect(n.comment()).toBe("NAT:824");
   });
@@ -165,11 +163,9 @@ describe("node source with pmxcfs's store", () => {
     const first = n.stats();
     // A write that bypassed pmxcfs (no commit): only the periodic pass finds it.
     await writeFile(n.fw, rule(825));
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(n.comment()).toBe("NAT:822");
-    n.advance(STORE_FULL_EVERY_MS);
-    await n.source.refresh({ all: true });
+    await n.poll(STORE_FULL_EVERY_MS);
     expect(n.stats()).toBe(first + 1);
     expect(n.comment()).toBe("NAT:825");
   });
@@ -183,12 +179,10 @@ describe("node source with pmxcfs's store", () => {
     // again, so the config is not stat'ed.
     await writeFile(n.path("/etc/pve/nodes/pve1/lxc/105.conf"), "hostname: b\n");
     await writeFile(n.path("/etc/pve/.vmlist"), vmlistText(2, { 105: ["pve1", "lxc", 2] }));
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(name()).toBe("a");
     await storeCommit(n.root);
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(name()).toBe("b");
   });
 
@@ -196,13 +190,11 @@ describe("node source with pmxcfs's store", () => {
     const n = await node(false);
     const first = n.stats();
     for (let i = 0; i < 3; i++) {
-      n.advance(1000);
-      await n.source.refresh({ all: true });
+      await n.poll();
     }
     expect(n.stats()).toBe(first + 3);
     await writeFile(n.fw, rule(826));
-    n.advance(1000);
-    await n.source.refresh({ all: true });
+    await n.poll();
     expect(n.comment()).toBe("NAT:826");
   });
 });
