@@ -10,6 +10,8 @@ export interface CycleLog {
   at: number;
   loadMs: number;
   readMs: number;
+  /** Deciding and rendering the payload (before the restore). */
+  renderMs: number;
   restoreMs: number;
   ms: number;
   owners: number;
@@ -72,6 +74,7 @@ export function startDaemon(bin: readonly string[], root: string): Daemon {
           at,
           loadMs: Number(rec.loadMs),
           readMs: Number(rec.readMs),
+          renderMs: Number(rec.renderMs),
           restoreMs: Number(rec.restoreMs),
           ms: Number(rec.ms),
           owners: Number(rec.owners),

@@ -141,6 +141,16 @@ export interface QemuIdle {
   idle: IdleResult;
 }
 
+/** One cycle's time by step (the daemon's debug `cycle` line), ms: loading the plan, reading
+ *  the tables, deciding and rendering the payload, the restore, and the whole. */
+export interface Split {
+  load_ms: number;
+  read_ms: number;
+  render_ms: number;
+  restore_ms: number;
+  total_ms: number;
+}
+
 export interface CountResult {
   guests: number;
   /** Only for the largest count. */
@@ -153,7 +163,7 @@ export interface CountResult {
     daemon_ms: number;
     chains_ok: boolean;
     /** The first (full) cycle's split from the daemon's debug log. */
-    split: { load_ms: number; read_ms: number; restore_ms: number; total_ms: number } | null;
+    split: Split | null;
   };
   /** `hook <vmid> post-start` (rules already live: the daemon checks and acks). */
   hook: Summary;
@@ -171,15 +181,11 @@ export interface CountResult {
   floor: Summary;
   apply_budget_hit: boolean;
   /** The daemon's own split of one-guest cycles (debug log), p50 ms. */
-  cycle_split: {
-    load_ms: number;
-    read_ms: number;
-    restore_ms: number;
-    total_ms: number;
+  cycle_split: Split & {
     n: number;
     /** The three slowest of those cycles, whole: where an apply p99 goes (the daemon's
      *  JavaScript, the table read, or the restore itself). */
-    slowest: Array<{ load_ms: number; read_ms: number; restore_ms: number; total_ms: number }>;
+    slowest: Split[];
   };
   edit: Summary;
   edit_failures: number;
@@ -807,6 +813,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       ? {
           load_ms: first.loadMs,
           read_ms: first.readMs,
+          render_ms: first.renderMs,
           restore_ms: first.restoreMs,
           total_ms: first.ms,
         }
@@ -867,6 +874,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
     const cycleSplit = {
       load_ms: r1(median(one.map((c) => c.loadMs))),
       read_ms: r1(median(one.map((c) => c.readMs))),
+      render_ms: r1(median(one.map((c) => c.renderMs))),
       restore_ms: r1(median(one.map((c) => c.restoreMs))),
       total_ms: r1(median(one.map((c) => c.ms))),
       n: one.length,
@@ -876,15 +884,16 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
         .map((c) => ({
           load_ms: r1(c.loadMs),
           read_ms: r1(c.readMs),
+          render_ms: r1(c.renderMs),
           restore_ms: r1(c.restoreMs),
           total_ms: r1(c.ms),
         })),
     };
     if (o.debugLog) {
       progress(
-        `cycle split p50: load ${cycleSplit.load_ms} ms, restore ${cycleSplit.restore_ms} ms; ` +
-          `slowest (load/read/restore/total): ${cycleSplit.slowest
-            .map((c) => `${c.load_ms}/${c.read_ms}/${c.restore_ms}/${c.total_ms}`)
+        `cycle split p50: load ${cycleSplit.load_ms} ms, render ${cycleSplit.render_ms} ms, ` +
+          `restore ${cycleSplit.restore_ms} ms; slowest (load/read/render/restore/total): ${cycleSplit.slowest
+            .map((c) => `${c.load_ms}/${c.read_ms}/${c.render_ms}/${c.restore_ms}/${c.total_ms}`)
             .join(", ")}`,
       );
     }

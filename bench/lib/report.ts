@@ -339,7 +339,11 @@ export function renderTables(reports: readonly BackendReport[]): string {
         `${r2(f.idle.cpu_s_per_s * 100)} %${f.idle.settle ? ` (settling ${r2(f.idle.settle.cpu_s_per_s * 100)} %)` : ""}`,
         f.idle.fs ? `${f.idle.fs.stat_open_per_s} / ${f.idle.fs.total_per_s}` : "-",
         f.daemon_cycle_split_p50_ms.n > 0
-          ? p(f.daemon_cycle_split_p50_ms.load_ms, f.daemon_cycle_split_p50_ms.restore_ms)
+          ? [
+              f.daemon_cycle_split_p50_ms.load_ms,
+              f.daemon_cycle_split_p50_ms.render_ms,
+              f.daemon_cycle_split_p50_ms.restore_ms,
+            ].join(" / ")
           : "(--debug-log)",
       ]);
     }
@@ -372,7 +376,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
       "idle MB: anon/file; heap used/total, ext, code",
       "idle CPU",
       "idle /etc/pve stat+open / all per s",
-      "daemon load/restore p50",
+      "daemon load/render/restore p50",
     ],
     rows2,
   );

@@ -306,7 +306,8 @@ export function createApplier(deps: ApplierDeps): Applier {
     }
 
     const sync = renderSync(request, memo);
-    let tRestored = tRead;
+    const tRendered = clock.now();
+    let tRestored = tRendered;
     if (sync.payload !== "") {
       log.trace({ payload: sync.payload }, "restore payload");
       await runner.restore(sync.payload);
@@ -326,7 +327,9 @@ export function createApplier(deps: ApplierDeps): Applier {
       {
         loadMs: round(tLoaded - t0),
         readMs: round(tRead - tLoaded),
-        restoreMs: round(tRestored - tRead),
+        // Deciding and rendering: what the daemon adds to a one-guest restore (issue 10).
+        renderMs: round(tRendered - tRead),
+        restoreMs: round(tRestored - tRendered),
         ms,
         owners: rendered.length,
         entry: request.entry,
