@@ -104,6 +104,7 @@ function runsFor(quick: boolean): Runs {
         idleSeconds: 10,
         settleSeconds: 5,
         fsSeconds: 5,
+        reconciles: 3,
       }
     : {
         hooks: 52,
@@ -116,6 +117,7 @@ function runsFor(quick: boolean): Runs {
         idleSeconds: 30,
         settleSeconds: 35,
         fsSeconds: 10,
+        reconciles: 5,
       };
 }
 
@@ -341,7 +343,7 @@ async function orchestrate(a: Args): Promise<void> {
         "floor_ms: `iptables-restore --noflush` of exactly the daemon's one-guest payload, spawned from the same namespace, interleaved with the events",
         "hook_ms, node_e0_ms, bin_true_ms: spawn → exit, interleaved; NODE_EXTRA_CA_CERTS removed from their environment",
         "seed_equivalent_ms: flush nat + one `iptables -t nat -A` process per rule; at 1000 guests estimated from the first and last 500 appends (linear growth)",
-        "reconcile_ms: daemon spawn → its 'reconciled' log line (all chains live); reconcile_daemon_ms: the daemon's own figure",
+        "reconcile_ms: daemon spawn → its 'reconciled' log line (all chains live), from empty tables; the median of runs.reconciles daemon starts (each in reconcile_samples_ms; the last is the daemon measured afterwards); reconcile_daemon_ms: the daemon's own figure, median likewise",
         "burst: every guest's run state removed and its chains gone, then run state back and one post-start per guest sent over one socket; total = first send → last ack",
         "rss_mb: daemon VmRSS after the burst; rss_detail_mb.idle: VmRSS at the end of the 30 s quiet window (after_reconcile: right after the reconcile); rss_detail_mb.peak: VmHWM (the most it ever had resident: reconcile, events, burst)",
         "idle: a quiet window after the reconcile (2 polls later): CPU seconds per wall second from /proc/<pid>/stat (own; children = drift-check iptables-save), then a separate window under `strace -f -y -e trace=%file,%desc` counting calls that name a path or fd under <root>/etc/pve (stat+open is the headline)",

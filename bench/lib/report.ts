@@ -30,6 +30,7 @@ export interface Figures {
   };
   reconcile_ms: number;
   reconcile_daemon_ms: number;
+  reconcile_samples_ms: CountResult["reconcile"]["samples"];
   reconcile_split_ms: CountResult["reconcile"]["split"];
   edit_to_live_ms: {
     p50: number;
@@ -107,6 +108,7 @@ export function figures(c: CountResult): Figures {
     },
     reconcile_ms: c.reconcile.wall_ms,
     reconcile_daemon_ms: c.reconcile.daemon_ms,
+    reconcile_samples_ms: c.reconcile.samples,
     reconcile_split_ms: c.reconcile.split,
     edit_to_live_ms: {
       p50: c.edit.p50,
@@ -220,7 +222,7 @@ export function targets(reports: readonly BackendReport[]): Target[] {
         backend: b,
         what: `reconcile ${at}`,
         target: "≤ 1000 ms",
-        value: `${ms(big.reconcile_ms)} (daemon's own: ${ms(big.reconcile_daemon_ms)})`,
+        value: `${ms(big.reconcile_ms)} (daemon's own: ${ms(big.reconcile_daemon_ms)}; median of ${big.reconcile_samples_ms.wall_ms.length} starts, ${ms(Math.min(...big.reconcile_samples_ms.wall_ms))}-${ms(Math.max(...big.reconcile_samples_ms.wall_ms))})`,
         met: big.reconcile_ms <= 1000,
       });
       out.push({
