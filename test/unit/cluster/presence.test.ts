@@ -110,6 +110,8 @@ describe("members and presence, judged", () => {
     const s = presenceForwards(many);
     expect(s.forwards).toHaveLength(PRESENCE_MAX_FORWARDS);
     expect(s.more).toBe(5);
+    // The first PRESENCE_MAX_FORWARDS, in plan order: the last one listed is the 200th.
+    expect(s.forwards.at(-1)?.vmid).toBe(100 + PRESENCE_MAX_FORWARDS - 1);
     expect(s.forwards[0]).toEqual({
       vmid: 100,
       direction: "in",
