@@ -42,22 +42,29 @@ export function createPresencePublisher(deps: {
   let begun = false;
 
   // Asked after every cycle, the drift check's too: a plan is immutable and an unchanged node
-  // keeps the same one, whose summary (≈ 30 ms at 1000 guests) is not built again.
-  let keyOf: { plan: NatPlan | null; key: string } | null = null;
-  const summaryKey = (plan: NatPlan | null) => {
-    if (keyOf?.plan !== plan) keyOf = { plan, key: JSON.stringify(presenceForwards(plan)) };
-    return keyOf.key;
+  // keeps the same one, whose summary is not built again, neither for the key nor for the file.
+  let summaryOf: {
+    plan: NatPlan | null;
+    summary: ReturnType<typeof presenceForwards>;
+    key: string;
+  } | null = null;
+  const summarise = (plan: NatPlan | null) => {
+    if (summaryOf?.plan !== plan) {
+      const summary = presenceForwards(plan);
+      summaryOf = { plan, summary, key: JSON.stringify(summary) };
+    }
+    return summaryOf;
   };
 
   async function write(plan: NatPlan | null): Promise<void> {
-    const key = summaryKey(plan);
+    const { summary, key } = summarise(plan);
     const p: Presence = {
       version: 1,
       node: deps.node,
       pve_nat: deps.version,
       started,
       updated: clock.wall().toISOString(),
-      ...presenceForwards(plan),
+      ...summary,
     };
     lastWrite = clock.now();
     try {
@@ -85,7 +92,7 @@ export function createPresencePublisher(deps: {
 
   function schedule(): void {
     if (stopped || timer !== null || writing) return;
-    if (summaryKey(latest) === written) return;
+    if (summarise(latest).key === written) return;
     const wait = Math.max(0, lastWrite + minInterval - clock.now());
     timer = clock.setTimeout(() => {
       timer = null;
