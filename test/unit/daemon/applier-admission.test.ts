@@ -74,9 +74,12 @@ describe("guest firewall admission in applied events", () => {
       { vmid: 108, port: 824 },
     ]);
     await s.applier.apply({ owners: [108] });
+    // The question is asked after the caller's answer, before the cycle's events.
+    await s.applier.settled();
     expect(s.asked.at(-1)).toEqual([108]);
     const n = s.asked.length;
     await s.applier.apply({ check: true }); // nothing differs from the live chains: no restore
+    await s.applier.settled();
     expect(s.asked.length).toBe(n);
   });
 
