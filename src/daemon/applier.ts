@@ -350,8 +350,8 @@ export function createApplier(deps: ApplierDeps): Applier {
       // the caller: a pre-start hook's ack means the rules are live and need not wait for a
       // read of the filter table (≈ 10–15 ms at 1000 guests, more with pve-firewall's rules).
       // The next cycle waits for these events, so events keep the order of their cycles. The
-      // read's preparation (every rewritten forward through its guest's firewall rules, and
-      // the garbage collection that sets off) waits for the next turn of the loop, after the
+      // read's preparation (every rewritten forward through its guest's firewall rules: every
+      // forward of the node at a reconcile) waits for the next turn of the loop, after the
       // caller has its answer: a 1000-guest reconcile answered ≈ 35 ms sooner here (issue 10).
       const done = new Promise<void>((resolve) => setImmediate(resolve))
         .then(() => deps.admission?.(newPlan, guests, runner.backend))
