@@ -50,8 +50,8 @@ function hostPort(address: string | null, ports: string | null, none: string): s
 /** The plan's forwards as the presence file lists them. Only the listed ones are summarised:
  *  the daemon makes this summary after every cycle that changed the plan, before its callers
  *  get their reply, and at 1000 guests summarising all 10 000 forwards to keep 200 was ≈ 10 000
- *  objects and strings each time, and ≈ 5 MB of heap growth right after the reconcile, where
- *  the daemon's RSS peaks (issue 10). */
+ *  objects and strings each time, and 4.2–5.0 MB of RSS growth right after the reconcile,
+ *  where the daemon's RSS peaks (issue 10). */
 export function presenceForwards(plan: NatPlan | null): {
   forwards: PresenceForward[];
   more: number;
