@@ -10,7 +10,7 @@ import {
   type Request,
   serialize,
 } from "./protocol.js";
-import { loadZmq } from "./zmq.js";
+import { loadZmq, retryInterrupted } from "./zmq.js";
 
 /** Nothing listens on the socket: no daemon, or one that died and left its socket file. */
 export class DaemonNotRunning extends BusError {
@@ -73,8 +73,9 @@ export async function request(socket: string, req: Request, timeoutMs: number): 
     dealer.connect(`ipc://${socket}`);
     const exchange = (async () => {
       // Empty delimiter first, as a REQ socket would send: the daemon replies with it.
-      await dealer.send([Buffer.alloc(0), Buffer.from(serialize(req))]);
-      const frames = await dealer.receive();
+      const message = [Buffer.alloc(0), Buffer.from(serialize(req))];
+      await retryInterrupted(() => dealer.send(message));
+      const frames = await retryInterrupted(() => dealer.receive());
       const body = frames[0]?.length === 0 ? frames.slice(1) : frames;
       if (body.length !== 1) throw new BusError(`bad reply from daemon: ${body.length} frames`);
       const reply = parseReply(body[0] as Buffer);

@@ -12,7 +12,7 @@ import {
   type Request,
   serialize,
 } from "./protocol.js";
-import { loadZmq } from "./zmq.js";
+import { loadZmq, retryInterrupted } from "./zmq.js";
 
 export interface BusServer {
   publish(e: BusEvent): Promise<void>;
@@ -107,14 +107,14 @@ export async function startBus(opts: BusOptions): Promise<BusServer> {
   }
   await Promise.all([chmod(opts.socket, 0o600), chmod(opts.eventsSocket, 0o600)]);
 
-  const sendReply = sendQueue((frames) => router.send(frames));
-  const sendEvent = sendQueue((frames) => publisher.send(frames));
+  const sendReply = sendQueue((frames) => retryInterrupted(() => router.send(frames)));
+  const sendEvent = sendQueue((frames) => retryInterrupted(() => publisher.send(frames)));
 
   const serve = async (): Promise<void> => {
     while (!router.closed) {
       let frames: Buffer[];
       try {
-        frames = await router.receive();
+        frames = await retryInterrupted(() => router.receive());
       } catch (err) {
         if (router.closed) return;
         // A transient receive error must not end the daemon's bus; pause so it cannot spin.

@@ -9,3 +9,20 @@ export function loadZmq(): Promise<Zmq> {
   loading ??= import("zeromq");
   return loading;
 }
+
+/** A signal that arrives while zeromq waits (a profiler's SIGPROF, say) ends the wait with
+ *  EINTR: nothing was sent or received, so the same step is taken again. The caller's own
+ *  deadline still bounds it; the count only stops a signal storm from spinning here. */
+const EINTR_RETRIES = 20;
+
+export async function retryInterrupted<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      const code =
+        typeof err === "object" && err !== null ? (err as { code?: unknown }).code : null;
+      if (code !== "EINTR" || attempt >= EINTR_RETRIES) throw err;
+    }
+  }
+}

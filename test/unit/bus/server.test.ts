@@ -84,6 +84,60 @@ describe("bus round trip", () => {
     expect(seen).toEqual([req]);
   });
 
+  it("takes up a send or a receive again when a signal interrupts it (EINTR)", async () => {
+    await start(async (req) => ok(`got ${req.type}`));
+    // zeromq ends a wait a signal interrupts with an EINTR error (seen under a profiler's
+    // SIGPROF). Faked here, once per step: a real signal cannot be aimed at the moment zeromq
+    // waits. The client's send and receive, and the daemon's reply.
+    const steps = [
+      [zmq.Dealer.prototype, "send"],
+      [zmq.Dealer.prototype, "receive"],
+      [zmq.Router.prototype, "send"],
+    ] as const;
+    const calls = [0, 0, 0];
+    steps.forEach(([cls, name], i) => {
+      const proto = cls as unknown as Record<string, unknown>;
+      const real = proto[name] as (...a: unknown[]) => Promise<unknown>;
+      Object.defineProperty(proto, name, {
+        configurable: true,
+        value(this: unknown, ...args: unknown[]) {
+          calls[i] = (calls[i] ?? 0) + 1;
+          if (calls[i] === 1) {
+            return Promise.reject(
+              Object.assign(new Error("Interrupted system call"), { code: "EINTR", errno: 4 }),
+            );
+          }
+          return real.apply(this, args);
+        },
+      });
+    });
+    try {
+      expect(await request(socket, { v: 1, type: "ping" }, 2000)).toEqual(ok("got ping"));
+    } finally {
+      for (const [cls, name] of steps) delete (cls as unknown as Record<string, unknown>)[name];
+    }
+    expect(calls).toEqual([2, 2, 2]);
+  });
+
+  it("gives up on other errors at once, without retrying", async () => {
+    await start(async (req) => ok(`got ${req.type}`));
+    const proto = zmq.Dealer.prototype as unknown as Record<string, unknown>;
+    let sends = 0;
+    Object.defineProperty(proto, "send", {
+      configurable: true,
+      value() {
+        sends++;
+        return Promise.reject(Object.assign(new Error("No such device"), { code: "ENODEV" }));
+      },
+    });
+    try {
+      await expect(request(socket, { v: 1, type: "ping" }, 2000)).rejects.toThrow("No such device");
+    } finally {
+      delete proto.send;
+    }
+    expect(sends).toBe(1);
+  });
+
   it("creates the socket directory and sockets root-only", async () => {
     await start(async () => ok(""));
     expect((await stat(path.dirname(socket))).mode & 0o777).toBe(0o700);
