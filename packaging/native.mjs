@@ -11,6 +11,7 @@ export const NATIVE_SOURCES = [
   "dirwatch.c",
   "pagedrop.c",
   "pidfd.c",
+  "readfile.c",
   "spawn.c",
   "statmany.c",
   "tables.c",

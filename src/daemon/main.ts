@@ -180,7 +180,7 @@ export async function runDaemon(ctx: Context): Promise<void> {
   const addressChanges = native ? addressEvents(native) : null;
   const source = createNodeSource(paths, {
     agent: createAgentCache({ log }),
-    ...(native ? { statMany: statPaths(native) } : {}),
+    ...(native ? { statMany: statPaths(native), readFile: native.readFile } : {}),
     ...(addressChanges ? { addressEvents: addressChanges } : {}),
     ...(native ? { abstractListeners: () => native.abstractListeners() } : {}),
     ...(native ? { pidfds: pidfdsOf(native), dirEvents: dirEventsOf(native) } : {}),

@@ -66,6 +66,10 @@ export interface Native {
    *  fs.Stats has them); out[4i] = -errno when the stat failed. Returns how many paths'
    *  numbers differ from what `out` held before. */
   statMany(batch: StatBatch, out: Float64Array): number;
+  /** readfile.c: the file's text (as fs.readFileSync(path, "utf8") gives it) and, in
+   *  out[0..3], the ino, size, mtimeMs and ctimeMs of the version read; null and out[0] =
+   *  -errno when it cannot be read (EISDIR for a directory). */
+  readFile(path: string, out: Float64Array): string | null;
   /** addrwatch.c: a netlink socket told of every IPv4 address change in this namespace;
    *  closed with the last reference. Throws when netlink is refused. */
   addrWatch(): AddrWatch;

@@ -1,9 +1,9 @@
 /*
  * pve-nat's own addon, the calls the daemon needs and Node does not expose: drop(),
- * exeLargeFolios() and evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c), spawn()
- * (spawn.c), tablesToken() (tables.c), addrWatch()/addrChanged() (addrwatch.c),
- * abstractListeners() (unixlisten.c), pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and
- * dirWatch()/dirChanged() (dirwatch.c). Built by
+ * exeLargeFolios() and evictExe() (pagedrop.c), statBatch()/statMany() (statmany.c),
+ * readFile() (readfile.c), spawn() (spawn.c), tablesToken() (tables.c),
+ * addrWatch()/addrChanged() (addrwatch.c), abstractListeners() (unixlisten.c),
+ * pidfdOpen()/pidfdsRunning()/closeFd() (pidfd.c) and dirWatch()/dirChanged() (dirwatch.c). Built by
  * packaging/native.mjs against Node-API (node-api-headers), so one build loads in any Node ≥ 20;
  * embedded in the single executable like the zeromq addon (src/native/addon.ts).
  */
@@ -35,6 +35,7 @@ NAPI_MODULE_INIT() {
   if (!add(env, exports, "drop", Drop) || !add(env, exports, "evictExe", EvictExe) ||
       !add(env, exports, "exeLargeFolios", ExeLargeFolios) ||
       !add(env, exports, "statBatch", StatBatch) || !add(env, exports, "statMany", StatMany) ||
+      !add(env, exports, "readFile", ReadFile) ||
       !add(env, exports, "spawn", Spawn) || !add(env, exports, "tablesToken", TablesToken) ||
       !add(env, exports, "addrWatch", AddrWatch) ||
       !add(env, exports, "addrChanged", AddrChanged) ||

@@ -17,6 +17,7 @@ napi_value EvictExe(napi_env env, napi_callback_info info); /* pagedrop.c */
 napi_value ExeLargeFolios(napi_env env, napi_callback_info info); /* pagedrop.c */
 napi_value StatBatch(napi_env env, napi_callback_info info); /* statmany.c */
 napi_value StatMany(napi_env env, napi_callback_info info); /* statmany.c */
+napi_value ReadFile(napi_env env, napi_callback_info info);  /* readfile.c */
 napi_value TablesToken(napi_env env, napi_callback_info info); /* tables.c */
 napi_value Spawn(napi_env env, napi_callback_info info);    /* spawn.c */
 napi_value AddrWatch(napi_env env, napi_callback_info info); /* addrwatch.c */

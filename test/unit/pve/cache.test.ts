@@ -37,13 +37,15 @@ afterAll(async () => {
 });
 
 /** How the daemon reads the node: one statSync per .fw and /proc/net/unix (without the addon),
- *  or the addon's statMany, listening-socket dump and pidfds (the single executable). */
+ *  or the addon's statMany, first reads, listening-socket dump and pidfds (the single
+ *  executable). */
 const STATS: [string, () => SourceOptions][] = [
   ["statSync", () => ({})],
   [
     "statMany",
     () => ({
       statMany: statPaths(native),
+      readFile: native.readFile,
       abstractListeners: () => native.abstractListeners(),
       pidfds: pidfdsOf(native),
       dirEvents: dirEventsOf(native),
@@ -400,7 +402,9 @@ describe("cached node source", () => {
       if (frozen) out.set(frozen);
       return out.some((v, i) => v !== before[i]) ? 1 : 0;
     };
-    const source = createNodeSource(paths, { statMany });
+    // The first read through the addon's readFile, as the daemon's: the numbers it keeps are
+    // the ones the batch is compared with.
+    const source = createNodeSource(paths, { statMany, readFile: native.readFile });
     const comment = () => source.input().guests[105]?.fw?.rules[0]?.comment;
     await source.refresh({ all: true });
     expect(comment()).toBe("NAT:822");
