@@ -79,7 +79,9 @@ function check(kind: keyof typeof TOKEN, value: string): string {
 
 /** -s/-d as iptables-save prints them: always with a prefix, host bits zero. */
 function addressMatch(value: string): string {
-  const cidr = value.includes("/") ? check("cidr", value) : `${check("ipv4", value)}/32`;
+  // A single address (most -s/-d): no host bits to look for.
+  if (!value.includes("/")) return `${check("ipv4", value)}/32`;
+  const cidr = check("cidr", value);
   const [addr, len] = cidr.split("/") as [string, string];
   const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
   const bits = Number(len);

@@ -148,16 +148,18 @@ export function expandGuest(
   const g = input.guests[vmid];
   if (!g?.fw) return [];
   const out: Candidate[] = [];
+  // The same for every rule of the guest.
+  const guest = {
+    conf: g.conf,
+    firewall: guestFirewallOn(input.cluster, g.fw),
+    state: g.state,
+    addresses,
+  };
   for (const { rule, group, key } of rulesOf(g.fw, input.cluster, rejected)) {
     const ctx: RuleContext = {
       ...base,
       owner: vmid,
-      guest: {
-        conf: g.conf,
-        firewall: guestFirewallOn(input.cluster, g.fw),
-        state: g.state,
-        addresses,
-      },
+      guest,
       // Security group rules are compiled in the cluster's scope, as pve-firewall does.
       scope: { guest: group ? null : g.fw, cluster: input.cluster },
       groupIface: group?.iface ?? null,

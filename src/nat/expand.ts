@@ -12,10 +12,15 @@ export type { Candidate, RuleContext, RuleDraft } from "./types.js";
 // with the typed rules that realise it. Problems become diagnostics at the rule's line and, when
 // the rule is a NAT rule, a forward in state "error" so check/plan/status show it.
 
+/** The last file name made safe for a comment: a guest's rules come one file after another. */
+let safeFile = { file: "", safe: "" };
+
 function commentFor(ctx: RuleContext, rule: FwRule): string {
   const who = ctx.owner === "NODE" ? "node" : `vm${ctx.owner}`;
-  const file = rule.file.replace(/[^A-Za-z0-9._/-]/g, "_").slice(0, 120);
-  return `pve-nat ${who} ${file}:${rule.line}`;
+  if (safeFile.file !== rule.file) {
+    safeFile = { file: rule.file, safe: rule.file.replace(/[^A-Za-z0-9._/-]/g, "_").slice(0, 120) };
+  }
+  return `pve-nat ${who} ${safeFile.safe}:${rule.line}`;
 }
 
 /** pve-firewall's macro expansion: PARAM/SOURCE/DEST take the rule's value, the rule fills the

@@ -41,6 +41,7 @@ export function mapPorts(
 /** Port lists split so each multiport match has at most 15 slots (a range takes 2). */
 export function chunks(ranges: PortRange[] | null): Array<string | null> {
   if (ranges === null) return [null];
+  if (ranges.length === 1) return [formatPorts(ranges)];
   const out: string[] = [];
   let cur: PortRange[] = [];
   let slots = 0;

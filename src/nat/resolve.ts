@@ -161,6 +161,15 @@ export function staticAddresses(conf: GuestConf): string[] {
   });
 }
 
+/** What the errors below end with: only an error says it, so it is made then. */
+function hintFor(option: "-dest" | "-source"): string {
+  return `or name the guest address with ${option}`;
+}
+
+function addressOf(a: NicAddress): GuestAddress & { source: AddressSource } {
+  return { address: a.address, network: a.network, source: a.source };
+}
+
 /** The address on the NIC named by `iface` (-i netN), or on the only NIC with an address
  *  (a static one first, then a learned one). `found` is nat/learn.ts's answer per NIC
  *  (parallel to conf.nics). Nothing known yet (but learnable) → pending, not an error. */
@@ -170,23 +179,41 @@ export function guestAddress(
   option: "-dest" | "-source",
   found: ReadonlyArray<NicAddress | null>,
 ): (GuestAddress & { source: AddressSource }) | { error: string } | { pending: string } {
-  const hint = `or name the guest address with ${option}`;
-  const ok = (a: NicAddress) => ({ address: a.address, network: a.network, source: a.source });
   if (iface !== null) {
     const m = /^net([0-9]+)$/.exec(iface);
     const i = m ? conf.nics.findIndex((n) => n.index === Number(m[1])) : -1;
     const nic = conf.nics[i];
     if (!nic)
-      return { error: `guest ${conf.vmid} has no NIC ${iface}: name an existing netN ${hint}` };
+      return {
+        error: `guest ${conf.vmid} has no NIC ${iface}: name an existing netN ${hintFor(option)}`,
+      };
     const addr = found[i];
-    if (addr) return ok(addr);
+    if (addr) return addressOf(addr);
     if (nic.ip !== null && nic.ip !== "dhcp" && nic.ip !== "manual") {
       return {
-        error: `${iface} of guest ${conf.vmid} has ip=${nic.ip}: set a static one (${setting(conf, nic.index)}) ${hint}`,
+        error: `${iface} of guest ${conf.vmid} has ip=${nic.ip}: set a static one (${setting(conf, nic.index)}) ${hintFor(option)}`,
       };
     }
     return { pending: `no address known yet for ${iface}: ${triedFor(conf, nic)}` };
   }
+  // The usual guest: one NIC with a static address, or only one with any. Each rule of a guest
+  // asks this (ten per guest at 1000 guests): said without the lists below.
+  let any: NicAddress | null = null;
+  let anyCount = 0;
+  let fixed: NicAddress | null = null;
+  let fixedCount = 0;
+  for (let i = 0; i < conf.nics.length; i++) {
+    const a = found[i];
+    if (!a) continue;
+    any = a;
+    anyCount++;
+    if (a.source === "config") {
+      fixed = a;
+      fixedCount++;
+    }
+  }
+  if (fixed !== null && fixedCount === 1) return addressOf(fixed);
+  if (any !== null && fixedCount === 0 && anyCount === 1) return addressOf(any);
   const withAddr = conf.nics.flatMap((n, i) => {
     const a = found[i];
     return a ? [{ n, a }] : [];
@@ -194,13 +221,13 @@ export function guestAddress(
   const statics = withAddr.filter((x) => x.a.source === "config");
   const pool = statics.length > 0 ? statics : withAddr;
   const only = pool.length === 1 ? pool[0] : undefined;
-  if (only) return ok(only.a);
+  if (only) return addressOf(only.a);
   if (pool.length > 1) {
     const names = pool
       .map((f) => `net${f.n.index}${f.a.source === "config" ? "" : ` (${f.a.source})`}`)
       .join(", ");
     return {
-      error: `guest ${conf.vmid} has several IPv4 addresses (${names}): pick the NIC with -i netN ${hint}`,
+      error: `guest ${conf.vmid} has several IPv4 addresses (${names}): pick the NIC with -i netN ${hintFor(option)}`,
     };
   }
   const first = conf.nics[0];
@@ -209,7 +236,7 @@ export function guestAddress(
     const bad = conf.nics.find((n) => n.ip !== null);
     const what = bad ? ` (net${bad.index} has ip=${bad.ip})` : "";
     return {
-      error: `guest ${conf.vmid} has no static IPv4 address${what}: set one (${setting(conf, first?.index ?? 0)}) ${hint}`,
+      error: `guest ${conf.vmid} has no static IPv4 address${what}: set one (${setting(conf, first?.index ?? 0)}) ${hintFor(option)}`,
     };
   }
   const tried = learnable.map((n) => `net${n.index}: ${triedFor(conf, n)}`).join("; ");

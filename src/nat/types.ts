@@ -20,14 +20,6 @@ import type { NatComment } from "./trigger.js";
 
 export type RuleDraft = Omit<NatRule, "forward">;
 
-/** A rule with the matches most rules leave out (no -i/-o, no --sport, no ctstate) unset. */
-export function draft(
-  r: Pick<RuleDraft, "proto" | "source" | "destination" | "dport" | "target" | "comment"> &
-    Partial<RuleDraft>,
-): RuleDraft {
-  return { sport: null, inInterface: null, outInterface: null, ctstateDnat: false, ...r };
-}
-
 /** One rule per source × destination × multiport chunk: an iptables rule matches at most one
  *  address per side and 15 ports (chunks()), so a forward is their product. */
 export function drafts(
@@ -39,7 +31,23 @@ export function drafts(
   const out: RuleDraft[] = [];
   for (const source of sources) {
     for (const destination of destinations) {
-      for (const dport of portChunks) out.push(draft({ ...rest, source, destination, dport }));
+      for (const dport of portChunks) {
+        // The matches most rules leave out (no -i/-o, no --sport, no ctstate) unset. Written
+        // out, not spread: every draft gets one shape and no object is made only to be copied
+        // (ten thousand drafts at 1000 guests, issue 10).
+        out.push({
+          sport: rest.sport ?? null,
+          inInterface: rest.inInterface ?? null,
+          outInterface: rest.outInterface ?? null,
+          ctstateDnat: rest.ctstateDnat ?? false,
+          proto: rest.proto,
+          target: rest.target,
+          comment: rest.comment,
+          source,
+          destination,
+          dport,
+        });
+      }
     }
   }
   return out;
