@@ -95,9 +95,13 @@ interface PortSpecInfo {
   multi: boolean;
 }
 
+/** One port: no list or range to walk (once checked, plain digits are a valid port). */
+const ONE_PORT_MATCH = /^[0-9]+$/;
+
 /** Validates a port match and says whether it needs `-m multiport` (a list). */
 function portMatch(value: string): PortSpecInfo {
   check("ports", value);
+  if (ONE_PORT_MATCH.test(value)) return { text: value, multi: false };
   let slots = 0;
   for (const part of value.split(",")) {
     const [a, b] = part.split(":");

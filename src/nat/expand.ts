@@ -25,6 +25,11 @@ function commentFor(ctx: RuleContext, rule: FwRule): string {
 
 /** pve-firewall's macro expansion: PARAM/SOURCE/DEST take the rule's value, the rule fills the
  *  rest, and a rule value contradicting the macro is an error. */
+const MACRO_KEYS = ["proto", "dport", "sport", "source", "dest"] as const;
+
+/** A rule without a macro: one entry that takes everything from the rule. */
+const NO_MACRO: readonly MacroEntry[] = [{}];
+
 function applyMacro(rule: FwRule, entry: MacroEntry): Effective | { error: string } {
   const param: Effective = {
     proto: rule.proto,
@@ -33,8 +38,9 @@ function applyMacro(rule: FwRule, entry: MacroEntry): Effective | { error: strin
     source: rule.source,
     dest: rule.dest,
   };
+  if (entry === NO_MACRO[0]) return param;
   const out: Effective = { ...param };
-  for (const k of ["proto", "dport", "sport", "source", "dest"] as const) {
+  for (const k of MACRO_KEYS) {
     const v = entry[k];
     if (v === undefined) continue;
     if (v === "PARAM") continue;
@@ -118,7 +124,7 @@ export function expandRule(rule: FwRule, ctx: RuleContext, diags: Diagnostic[]):
   };
   if (nat.form === "invalid") return fail(base(), nat.message);
 
-  let entries: MacroEntry[] = [{}];
+  let entries = NO_MACRO;
   if (rule.macro !== null) {
     const macro = findMacro(rule.macro, 4);
     if (!macro) return fail(base(), `unknown macro '${rule.macro}'`);

@@ -71,14 +71,12 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   c.claim = { address: publicAddress, proto, ports: pub };
 
   const sources = source === null ? [null] : toCidrs(source.set);
-  c.dnat.push(
-    ...drafts(sources, [publicAddress], chunks(pub), {
-      proto,
-      sport: clientPorts === null ? null : formatPorts(clientPorts),
-      target: { kind: "DNAT", address: target, ports: mapped.to },
-      comment,
-    }),
-  );
+  c.dnat = drafts(sources, [publicAddress], chunks(pub), {
+    proto,
+    sport: clientPorts === null ? null : formatPorts(clientPorts),
+    target: { kind: "DNAT", address: target, ports: mapped.to },
+    comment,
+  });
   if (ctx.config.hairpin) {
     const nics = ctx.guest ? ctx.guest.conf.nics : ctx.localNics;
     let network = networkFor(target, nics) ?? learnedNetwork;
@@ -91,14 +89,12 @@ export function buildDnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
       );
     }
     const privPorts = mapped.to === null ? pub : priv;
-    c.snat.push(
-      ...drafts([network], [target], chunks(privPorts), {
-        proto,
-        ctstateDnat: true,
-        target: { kind: "MASQUERADE" },
-        comment,
-      }),
-    );
+    c.snat = drafts([network], [target], chunks(privPorts), {
+      proto,
+      ctstateDnat: true,
+      target: { kind: "MASQUERADE" },
+      comment,
+    });
   }
   return "ok";
 }

@@ -43,16 +43,13 @@ export function buildSnat({ c, rule, eff, proto, nat, ctx, note, comment }: Buil
   const configured = ctx.config.publicAddress !== "auto" ? ctx.config.publicAddress : null;
   const snatAddress = (nat.form === "explicit" ? nat.address : null) ?? configured;
   c.forward.public.address = snatAddress;
-  c.snat.push(
-    ...drafts(toCidrs(from), dest === null ? [null] : toCidrs(dest.set), chunks(dport), {
-      proto,
-      sport: sport === null ? null : formatPorts(sport),
-      outInterface: ctx.config.externalInterface,
-      target:
-        snatAddress === null ? { kind: "MASQUERADE" } : { kind: "SNAT", address: snatAddress },
-      comment,
-    }),
-  );
+  c.snat = drafts(toCidrs(from), dest === null ? [null] : toCidrs(dest.set), chunks(dport), {
+    proto,
+    sport: sport === null ? null : formatPorts(sport),
+    outInterface: ctx.config.externalInterface,
+    target: snatAddress === null ? { kind: "MASQUERADE" } : { kind: "SNAT", address: snatAddress },
+    comment,
+  });
   return "ok";
 }
 
