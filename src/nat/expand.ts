@@ -23,13 +23,13 @@ function commentFor(ctx: RuleContext, rule: FwRule): string {
   return `pve-nat ${who} ${safeFile.safe}:${rule.line}`;
 }
 
-/** pve-firewall's macro expansion: PARAM/SOURCE/DEST take the rule's value, the rule fills the
- *  rest, and a rule value contradicting the macro is an error. */
 const MACRO_KEYS = ["proto", "dport", "sport", "source", "dest"] as const;
 
 /** A rule without a macro: one entry that takes everything from the rule. */
 const NO_MACRO: readonly MacroEntry[] = [{}];
 
+/** pve-firewall's macro expansion: PARAM/SOURCE/DEST take the rule's value, the rule fills the
+ *  rest, and a rule value contradicting the macro is an error. */
 function applyMacro(rule: FwRule, entry: MacroEntry): Effective | { error: string } {
   const param: Effective = {
     proto: rule.proto,
