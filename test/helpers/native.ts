@@ -3,6 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { afterAll, beforeAll } from "vitest";
 // @ts-expect-error: plain ESM build script without type declarations
 import { compileNative } from "../../packaging/native.mjs";
 import type { Native } from "../../src/native/addon.js";
@@ -23,6 +24,34 @@ export function loadTestNative(): { native: Native; dispose(): void } {
   const mod = { exports: {} as Native };
   process.dlopen(mod, addon);
   return { native: mod.exports, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The addon and a fresh temporary directory for the enclosing describe block: made before its
+ *  tests, both removed after them. Read `native` and `dir` inside the tests. */
+export function nativeWithTempDir(prefix: string): {
+  readonly native: Native;
+  readonly dir: string;
+} {
+  let loaded: { native: Native; dispose(): void } | null = null;
+  let dir: string | null = null;
+  beforeAll(() => {
+    loaded = loadTestNative();
+    dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  });
+  afterAll(() => {
+    loaded?.dispose();
+    if (dir !== null) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get native(): Native {
+      if (loaded === null) throw new Error("nativeWithTempDir: read before beforeAll ran");
+      return loaded.native;
+    },
+    get dir(): string {
+      if (dir === null) throw new Error("nativeWithTempDir: read before beforeAll ran");
+      return dir;
+    },
+  };
 }
 
 /** The addon compiled into a temporary directory with `driver` (CommonJS; the addon's path is

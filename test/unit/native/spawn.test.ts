@@ -2,33 +2,22 @@
 // without deadlock, start failures as errno, deadline and output bound, the child's signal
 // state, and no descriptor or thread left behind.
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Native } from "../../../src/native/addon.js";
-import { loadTestNative } from "../../helpers/native.js";
+import { describe, expect, it } from "vitest";
+import { nativeWithTempDir } from "../../helpers/native.js";
 
 const { ENOENT, EACCES } = os.constants.errno;
 const { SIGTERM, SIGKILL } = os.constants.signals;
 const MB = 1024 * 1024;
 
 describe("native spawn", () => {
-  let native: Native;
-  let dispose: () => void;
-  let dir: string;
-  beforeAll(() => {
-    ({ native, dispose } = loadTestNative());
-    dir = mkdtempSync(path.join(os.tmpdir(), "pve-nat-spawn-"));
-  });
-  afterAll(() => {
-    dispose();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const fx = nativeWithTempDir("pve-nat-spawn-");
 
   const sh = (script: string, input: Buffer | string | null = null, timeoutMs = 10_000) =>
-    native.spawn("/bin/sh", ["-c", script], input, timeoutMs, 100 * MB);
+    fx.native.spawn("/bin/sh", ["-c", script], input, timeoutMs, 100 * MB);
 
   it("gives the exit code, stdout and stderr, with the input on stdin", async () => {
     const r = await sh('read x; echo "out $x"; echo "err $x" >&2; exit 3', Buffer.from("hi\n"));
@@ -46,7 +35,7 @@ describe("native spawn", () => {
   });
 
   it("passes args as they are (no shell) and takes the environment as it is now", async () => {
-    const r = await native.spawn("printf", ["%s|", "a b", "", "é$HOME"], null, 5000, MB);
+    const r = await fx.native.spawn("printf", ["%s|", "a b", "", "é$HOME"], null, 5000, MB);
     expect(r.stdout.toString()).toBe("a b||é$HOME|");
     process.env.PVE_NAT_SPAWN_TEST = "set after start";
     try {
@@ -60,7 +49,7 @@ describe("native spawn", () => {
 
   it("echoes 8 MB of stdin back through cat: no deadlock, the exact bytes", async () => {
     const input = randomBytes(8 * MB);
-    const r = await native.spawn("cat", [], input, 30_000, 100 * MB);
+    const r = await fx.native.spawn("cat", [], input, 30_000, 100 * MB);
     expect(r.code).toBe(0);
     expect(r.stdout.length).toBe(input.length);
     expect(r.stdout.equals(input)).toBe(true);
@@ -68,9 +57,9 @@ describe("native spawn", () => {
 
   it("sends a string input as UTF-8, and an empty input as an immediate EOF", async () => {
     const text = `${"é€𝄞 ".repeat(100_000)}\n`;
-    const r = await native.spawn("cat", [], text, 10_000, 100 * MB);
+    const r = await fx.native.spawn("cat", [], text, 10_000, 100 * MB);
     expect(r.stdout.toString("utf8")).toBe(text);
-    expect((await native.spawn("wc", ["-c"], "", 5000, MB)).stdout.toString().trim()).toBe("0");
+    expect((await fx.native.spawn("wc", ["-c"], "", 5000, MB)).stdout.toString().trim()).toBe("0");
   });
 
   it("without input, stdin is /dev/null", async () => {
@@ -81,15 +70,15 @@ describe("native spawn", () => {
 
   it("a command that exits without reading its input is a normal exit", async () => {
     const big = Buffer.alloc(8 * MB, 0x61);
-    expect(await native.spawn("true", [], big, 10_000, MB)).toMatchObject({ code: 0, error: 0 });
-    const r = await native.spawn("head", ["-c", "3"], big, 10_000, MB);
+    expect(await fx.native.spawn("true", [], big, 10_000, MB)).toMatchObject({ code: 0, error: 0 });
+    const r = await fx.native.spawn("head", ["-c", "3"], big, 10_000, MB);
     expect(r).toMatchObject({ code: 0, error: 0, timedOut: false });
     expect(r.stdout.toString()).toBe("aaa");
   });
 
   it("a missing binary: error ENOENT, code null, empty output", async () => {
     for (const file of ["/nonexistent/pve-nat-no-such-command", "pve-nat-no-such-command"]) {
-      expect(await native.spawn(file, ["x"], Buffer.from("in"), 5000, MB)).toEqual({
+      expect(await fx.native.spawn(file, ["x"], Buffer.from("in"), 5000, MB)).toEqual({
         code: null,
         signal: null,
         stdout: Buffer.alloc(0),
@@ -99,15 +88,15 @@ describe("native spawn", () => {
         error: ENOENT,
       });
     }
-    const notExecutable = path.join(dir, "not-executable");
+    const notExecutable = path.join(fx.dir, "not-executable");
     writeFileSync(notExecutable, "#!/bin/sh\n");
     chmodSync(notExecutable, 0o644);
-    expect((await native.spawn(notExecutable, [], null, 5000, MB)).error).toBe(EACCES);
+    expect((await fx.native.spawn(notExecutable, [], null, 5000, MB)).error).toBe(EACCES);
   });
 
   it("times out: SIGTERM at the deadline, timedOut, well before the command would end", async () => {
     const t0 = Date.now();
-    const r = await native.spawn("sleep", ["5"], null, 200, MB);
+    const r = await fx.native.spawn("sleep", ["5"], null, 200, MB);
     const took = Date.now() - t0;
     expect(r).toMatchObject({ code: null, signal: SIGTERM, timedOut: true, error: 0 });
     expect(took).toBeGreaterThanOrEqual(190);
@@ -139,16 +128,16 @@ describe("native spawn", () => {
   });
 
   it("more output than the bound, on either stream: tooMuch, killed, stops reading", async () => {
-    const out = await native.spawn("yes", [], null, 10_000, MB);
+    const out = await fx.native.spawn("yes", [], null, 10_000, MB);
     expect(out).toMatchObject({ code: null, signal: SIGKILL, tooMuch: true, timedOut: false });
     expect(out.stdout.length).toBeGreaterThan(MB);
     expect(out.stdout.length).toBeLessThan(2 * MB);
     const err = await sh("yes >&2", null);
     expect(err.stderr.length).toBeLessThan(101 * MB);
-    const small = await native.spawn("yes", [], null, 10_000, 1000);
+    const small = await fx.native.spawn("yes", [], null, 10_000, 1000);
     expect(small).toMatchObject({ tooMuch: true, signal: SIGKILL });
     // Exactly the bound is not too much.
-    const exact = await native.spawn("head", ["-c", "1000", "/dev/zero"], null, 5000, 1000);
+    const exact = await fx.native.spawn("head", ["-c", "1000", "/dev/zero"], null, 5000, 1000);
     expect(exact).toMatchObject({ code: 0, tooMuch: false });
     expect(exact.stdout.length).toBe(1000);
   });
@@ -159,7 +148,7 @@ describe("native spawn", () => {
     expect(pipe).toMatchObject({ code: 0, timedOut: false });
     expect(pipe.stdout.toString()).toBe("y\n");
     expect(pipe.stderr.toString()).toBe("");
-    const status = await native.spawn("cat", ["/proc/self/status"], null, 5000, MB);
+    const status = await fx.native.spawn("cat", ["/proc/self/status"], null, 5000, MB);
     const mask = (name: string) =>
       BigInt(
         `0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, "m").exec(status.stdout.toString())?.[1]}`,
@@ -181,16 +170,16 @@ describe("native spawn", () => {
           await sh("echo out; echo err >&2");
           break;
         case 1:
-          await native.spawn("cat", [], Buffer.alloc(200_000, 1), 5000, MB);
+          await fx.native.spawn("cat", [], Buffer.alloc(200_000, 1), 5000, MB);
           break;
         case 2:
-          await native.spawn("pve-nat-no-such-command", [], Buffer.from("x"), 5000, MB);
+          await fx.native.spawn("pve-nat-no-such-command", [], Buffer.from("x"), 5000, MB);
           break;
         case 3:
-          await native.spawn("yes", [], null, 5000, 10_000);
+          await fx.native.spawn("yes", [], null, 5000, 10_000);
           break;
         default:
-          await native.spawn("true", [], Buffer.alloc(300_000), 5000, MB);
+          await fx.native.spawn("true", [], Buffer.alloc(300_000), 5000, MB);
       }
     }
     expect(fds()).toBe(before);
@@ -198,7 +187,7 @@ describe("native spawn", () => {
 
   it("returns its memory: 60 runs of 4 MB in and out leave RSS where it was", async () => {
     const input = Buffer.alloc(4 * MB, 0x62);
-    const run = () => native.spawn("cat", [], input, 10_000, 100 * MB);
+    const run = () => fx.native.spawn("cat", [], input, 10_000, 100 * MB);
     for (let i = 0; i < 5; i++) await run();
     const rss = () => {
       const line = readFileSync("/proc/self/status", "utf8").match(/^VmRSS:\s+(\d+)/m);
@@ -236,7 +225,7 @@ describe("native spawn", () => {
   }, 20_000);
 
   it("refuses bad arguments", () => {
-    const spawn = native.spawn as (...a: unknown[]) => unknown;
+    const spawn = fx.native.spawn as (...a: unknown[]) => unknown;
     expect(() => spawn("true", [])).toThrow(/spawn\(/);
     expect(() => spawn(1, [], null, 1, 1)).toThrow(/file/);
     expect(() => spawn("true", "x", null, 1, 1)).toThrow(/args/);
