@@ -10,7 +10,7 @@ import {
   type Request,
   serialize,
 } from "./protocol.js";
-import { loadZmq, retryInterrupted } from "./zmq.js";
+import { loadZmq, retryInterrupted, zmqErrorCode } from "./zmq.js";
 
 /** Nothing listens on the socket: no daemon, or one that died and left its socket file. */
 export class DaemonNotRunning extends BusError {
@@ -27,7 +27,7 @@ export class BusTimeout extends BusError {
 }
 
 function isTimeout(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === "EAGAIN";
+  return zmqErrorCode(err) === "EAGAIN";
 }
 
 /** Every Observer this process made, never freed: zeromq names an observer's monitor endpoint

@@ -15,14 +15,17 @@ export function loadZmq(): Promise<Zmq> {
  *  deadline still bounds it; the count only stops a signal storm from spinning here. */
 const EINTR_RETRIES = 20;
 
+/** The errno name zeromq gives a failed send or receive ("EAGAIN", "EINTR"), if any. */
+export function zmqErrorCode(err: unknown): unknown {
+  return typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+}
+
 export async function retryInterrupted<T>(step: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await step();
     } catch (err) {
-      const code =
-        typeof err === "object" && err !== null ? (err as { code?: unknown }).code : null;
-      if (code !== "EINTR" || attempt >= EINTR_RETRIES) throw err;
+      if (zmqErrorCode(err) !== "EINTR" || attempt >= EINTR_RETRIES) throw err;
     }
   }
 }
