@@ -196,8 +196,9 @@ export function guestAddress(
     }
     return { pending: `no address known yet for ${iface}: ${triedFor(conf, nic)}` };
   }
-  // The usual guest: one NIC with a static address, or only one with any. Each rule of a guest
-  // asks this (ten per guest at 1000 guests): said without the lists below.
+  // The one NIC with a static address, else the only one with any: the usual guest, and each
+  // rule of a guest asks (ten per guest at 1000 guests), so counted without building lists;
+  // those are made only for the error that names several.
   let any: NicAddress | null = null;
   let anyCount = 0;
   let fixed: NicAddress | null = null;
@@ -214,15 +215,13 @@ export function guestAddress(
   }
   if (fixed !== null && fixedCount === 1) return addressOf(fixed);
   if (any !== null && fixedCount === 0 && anyCount === 1) return addressOf(any);
-  const withAddr = conf.nics.flatMap((n, i) => {
-    const a = found[i];
-    return a ? [{ n, a }] : [];
-  });
-  const statics = withAddr.filter((x) => x.a.source === "config");
-  const pool = statics.length > 0 ? statics : withAddr;
-  const only = pool.length === 1 ? pool[0] : undefined;
-  if (only) return addressOf(only.a);
-  if (pool.length > 1) {
+  if (anyCount > 1) {
+    const withAddr = conf.nics.flatMap((n, i) => {
+      const a = found[i];
+      return a ? [{ n, a }] : [];
+    });
+    const statics = withAddr.filter((x) => x.a.source === "config");
+    const pool = statics.length > 0 ? statics : withAddr;
     const names = pool
       .map((f) => `net${f.n.index}${f.a.source === "config" ? "" : ` (${f.a.source})`}`)
       .join(", ");
