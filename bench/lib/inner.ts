@@ -220,8 +220,16 @@ export interface CountResult {
     cycles: number | null;
   };
   /** idle: at the end of the quiet window (the daemon left alone; issue 10's "idle");
-   *  after_reconcile: right after the initial reconcile, before it has settled. */
-  rss_mb: { idle: number; after_reconcile: number; after_burst: number; peak: number };
+   *  after_reconcile: right after the initial reconcile, before it has settled;
+   *  peak_at_reconcile: VmHWM at that moment, so that the peak's stage (the reconcile, or the
+   *  events and the burst after it) shows. */
+  rss_mb: {
+    idle: number;
+    after_reconcile: number;
+    peak_at_reconcile: number;
+    after_burst: number;
+    peak: number;
+  };
   idle: IdleResult;
   /** After the burst (peak = VmHWM: the most the daemon ever had resident). */
   memory_after_burst: Footprint;
@@ -856,6 +864,9 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
     );
     const rssReconciled = await daemon.rssMb();
     progress(
+      `RSS after the reconcile: ${r1(rssReconciled.rss)} MB (peak so far ${r1(rssReconciled.hwm)})`,
+    );
+    progress(
       `idle: ${o.runs.settleSeconds} s settling, ${o.runs.idleSeconds} s quiet window, then ${o.runs.fsSeconds} s under strace`,
     );
     const quiet = await idle(o, daemon, tree);
@@ -980,6 +991,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       rss_mb: {
         idle: quiet.memory.rss,
         after_reconcile: r1(rssReconciled.rss),
+        peak_at_reconcile: r1(rssReconciled.hwm),
         after_burst: r1(rssAfter.rss),
         peak: r1(rssAfter.hwm),
       },

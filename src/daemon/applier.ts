@@ -313,6 +313,10 @@ export function createApplier(deps: ApplierDeps): Applier {
       await runner.restore(sync.payload);
       tRestored = clock.now();
       live = sync.after;
+      // The restore changed the tables, so the last read can no longer stand in for the next
+      // one; its texts and the state sliced from them (≈ 2 MB at 1000 guests) were kept alive
+      // through every burst of events until the next drift check replaced them (issue 10).
+      lastRead = null;
     }
 
     if (leaving && (full || batch.drift)) await leaveOld();

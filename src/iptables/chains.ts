@@ -28,7 +28,9 @@ export function ownerChain(owner: Owner, kind: "DNAT" | "SNAT"): string {
 
 export type OwnerChainName = { owner: Owner; kind: "DNAT" | "SNAT" };
 
-// Names repeat every sync (thousands with many guests): parsed once each, bounded.
+// Names repeat every sync (thousands with many guests): parsed once each, bounded. Each key is
+// a copy: a name read from iptables-save is a slice of the whole save text (≈ 1.8 MB at 1000
+// guests), and a key kept for the daemon's life pinned the first such text (issue 10).
 const parsed = new Map<string, OwnerChainName | null>();
 
 export function parseOwnerChain(name: string): OwnerChainName | null {
@@ -39,7 +41,7 @@ export function parseOwnerChain(name: string): OwnerChainName | null {
     ? { owner: m[1] === "NODE" ? "NODE" : Number(m[1]), kind: m[2] as "DNAT" | "SNAT" }
     : null;
   if (parsed.size > 200_000) parsed.clear();
-  parsed.set(name, value);
+  parsed.set(Buffer.from(name).toString(), value);
   return value;
 }
 
