@@ -170,7 +170,10 @@ export function createApplier(deps: ApplierDeps): Applier {
   });
 
   /** The texts readLive last parsed, their state, and the tables' token taken before they were
-   *  read (never mutated: cycles replace it). */
+   *  read (never mutated: cycles replace it). Kept across restores: a hook rewrites its guest's
+   *  chains even when they are unchanged, and the next drift check then finds the same text and
+   *  skips the parse. Dropping it at each restore freed ≈ 3.4 MB through a 1000-guest burst but
+   *  made that parse run again (issue 10, eighteenth session). */
   let lastRead: { nat: string; raw: string; state: LiveState; token: string | null } | null = null;
   /** The last decision for a cycle that asked for no owner, and what it was made from. */
   let lastDecided: { plan: NatPlan; live: LiveState; decision: SyncDecision } | null = null;
@@ -313,10 +316,6 @@ export function createApplier(deps: ApplierDeps): Applier {
       await runner.restore(sync.payload);
       tRestored = clock.now();
       live = sync.after;
-      // The restore changed the tables, so the last read can no longer stand in for the next
-      // one; its texts and the state sliced from them (≈ 2 MB at 1000 guests) were kept alive
-      // through every burst of events until the next drift check replaced them (issue 10).
-      lastRead = null;
     }
 
     if (leaving && (full || batch.drift)) await leaveOld();
