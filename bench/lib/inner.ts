@@ -221,12 +221,13 @@ export interface CountResult {
   };
   /** idle: at the end of the quiet window (the daemon left alone; issue 10's "idle");
    *  after_reconcile: right after the initial reconcile, before it has settled;
-   *  peak_at_reconcile: VmHWM at that moment, so that the peak's stage (the reconcile, or the
-   *  events and the burst after it) shows. */
+   *  peak_at_reconcile / peak_before_burst: VmHWM then, so that the peak's stage (the
+   *  reconcile, the events and edits, or the burst) shows. */
   rss_mb: {
     idle: number;
     after_reconcile: number;
     peak_at_reconcile: number;
+    peak_before_burst: number;
     after_burst: number;
     peak: number;
   };
@@ -941,7 +942,10 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
       ed = await edits(o, tree, events, ids);
     }
 
-    progress(`burst: ${count} post-start events`);
+    const rssBeforeBurst = await daemon.rssMb();
+    progress(
+      `burst: ${count} post-start events (RSS before: ${r1(rssBeforeBurst.rss)} MB, peak so far ${r1(rssBeforeBurst.hwm)})`,
+    );
     const b = await burst(o, tree, count, daemon, holder);
     progress(`burst: all live in ${b.total_ms} ms, lost ${b.lost}`);
     const rssAfter = await daemon.rssMb();
@@ -992,6 +996,7 @@ async function oneCount(o: InnerOptions, count: number): Promise<CountResult> {
         idle: quiet.memory.rss,
         after_reconcile: r1(rssReconciled.rss),
         peak_at_reconcile: r1(rssReconciled.hwm),
+        peak_before_burst: r1(rssBeforeBurst.hwm),
         after_burst: r1(rssAfter.rss),
         peak: r1(rssAfter.hwm),
       },
