@@ -334,10 +334,15 @@ export function liveOwnerChains(live: LiveState): {
 
 /** What renderSync/diffLive keep between calls. Opaque: one per daemon. */
 export interface RenderMemo {
-  lines: Map<Owner, { oc: OwnerChains; dnat: string[] | null; snat: string[] | null }>;
+  /** An owner's rendered lines, for as long as its chains object lives: the compile memo keeps
+   *  a stopped guest's, so its next start renders nothing anew. */
+  lines: WeakMap<OwnerChains, { dnat: string[] | null; snat: string[] | null }>;
   planned: { chains: readonly OwnerChains[]; value: Planned } | null;
-  /** live array → planned array known to hold the same lines. */
-  verified: WeakMap<readonly string[], readonly string[]>;
+  /** live array → planned array known to hold the same lines. The planned side is held
+   *  weakly: a live state outlives the plan it was checked against (the applier keeps its last
+   *  read), and a strong value kept every line of that older plan alive beside the new ones
+   *  (at 1000 guests ≈ 3 MB after a burst of starts, issue 10). */
+  verified: WeakMap<readonly string[], WeakRef<readonly string[]>>;
   entries: { key: string; head: string; planned: Planned; chains: Map<string, string[]> } | null;
   /** A live state known to hold exactly the planned owner chains: every one with its planned
    *  lines, none other. diffLive found it so, or renderSync made it from such a state. While
@@ -353,7 +358,7 @@ export interface RenderMemo {
 
 export function createRenderMemo(): RenderMemo {
   return {
-    lines: new Map(),
+    lines: new WeakMap(),
     planned: null,
     verified: new WeakMap(),
     entries: null,
@@ -405,24 +410,22 @@ function linesOf(
   oc: OwnerChains,
   memo: RenderMemo,
 ): { dnat: string[] | null; snat: string[] | null } {
-  const hit = memo.lines.get(oc.owner);
-  if (hit?.oc === oc) return hit;
+  const hit = memo.lines.get(oc);
+  if (hit !== undefined) return hit;
   const render = (kind: "DNAT" | "SNAT", rules: readonly NatRule[]) => {
     if (rules.length === 0) return null;
     const name = ownerChain(oc.owner, kind);
     return rules.map((r) => ruleLine(name, r));
   };
-  const value = { oc, dnat: render("DNAT", oc.dnat), snat: render("SNAT", oc.snat) };
-  memo.lines.set(oc.owner, value);
+  const value = { dnat: render("DNAT", oc.dnat), snat: render("SNAT", oc.snat) };
+  memo.lines.set(oc, value);
   return value;
 }
 
 function plannedOf(plan: NatPlan, memo: RenderMemo): Planned {
   if (memo.planned?.chains === plan.chains) return memo.planned.value;
   const value: Planned = { chains: new Map(), owners: new Map() };
-  const live = new Set<Owner>();
   for (const oc of [...plan.chains].sort((a, b) => compareOwners(a.owner, b.owner))) {
-    live.add(oc.owner);
     const l = linesOf(oc, memo);
     const names: string[] = [];
     for (const [kind, lines] of [
@@ -436,8 +439,10 @@ function plannedOf(plan: NatPlan, memo: RenderMemo): Planned {
     }
     value.owners.set(oc.owner, [...(value.owners.get(oc.owner) ?? []), ...names]);
   }
-  for (const o of memo.lines.keys()) if (!live.has(o)) memo.lines.delete(o);
   memo.planned = { chains: plan.chains, value };
+  // A match with an older plan's chains can never hold again (isMatched compares this value),
+  // and kept that plan's lines and a live state alive until the next match.
+  memo.matched = null;
   return value;
 }
 
@@ -455,9 +460,9 @@ function same(
   live: string[] | undefined,
 ): boolean {
   if (planned === undefined || live === undefined) return planned === live;
-  if (memo.verified.get(live) === planned) return true;
+  if (memo.verified.get(live)?.deref() === planned) return true;
   const eq = sameLines(planned, live);
-  if (eq) memo.verified.set(live, planned);
+  if (eq && live !== planned) memo.verified.set(live, new WeakRef(planned));
   return eq;
 }
 

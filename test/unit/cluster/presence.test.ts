@@ -3,6 +3,8 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { clusterJson, clusterText } from "../../../src/cli/status.js";
 import { attachedGuests, readClusterView, writePresence } from "../../../src/cluster/files.js";
@@ -199,6 +201,31 @@ describe("the daemon's publisher", () => {
     clock.advance(1000);
     await settle();
     expect(writes).toHaveLength(1);
+    pub.stop();
+  });
+
+  it("keeps no plan alive once a newer one came, while a write waits", async () => {
+    // The summary cache held the last summarised plan: while a write waited out the interval
+    // the daemon's newer plans lived beside it (at 1000 guests ≈ 1.2 MB, issue 10).
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const { clock, writes, pub } = setup();
+    await pub.start(makePlan([{ vmid: 107, port: 822 }]));
+    // Made in a function of its own: an async function's locals outlive their block.
+    const summarised = ((b) => {
+      pub.update(b); // summarised now; the write waits for the interval
+      return new WeakRef(b);
+    })(makePlan([{ vmid: 107, port: 823 }]));
+    clock.advance(1000);
+    pub.update(makePlan([{ vmid: 107, port: 824 }]));
+    // A WeakRef keeps its target until the job that made it ends.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    expect(summarised.deref()).toBeUndefined();
+    clock.advance(9000);
+    await settle();
+    expect(writes).toHaveLength(2);
+    expect(writes[1]?.forwards[0]?.public).toBe("203.0.113.10:824");
     pub.stop();
   });
 

@@ -2,16 +2,20 @@
 // without one: plans from random node edits or none (compiled with a memo, so unchanged owners
 // keep their objects), live states that follow the payloads (renderSync's `after`, as the
 // applier keeps it) with random drift, random owner sets.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import {
   createRenderMemo,
   diffLive,
   liveOwnerChains,
+  plannedChains,
   renderSync,
 } from "../../../src/iptables/render.js";
 import { emptyLive, type LiveState } from "../../../src/iptables/save.js";
 import type { NatPlan, Owner } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
+import { makePlan } from "../../helpers/fixtures.js";
 import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 
 /** Some drift someone else caused: a flushed or deleted chain, a stray line, a lost jump. */
@@ -123,5 +127,40 @@ describe("render with a memo", () => {
     expect(payload).toContain("-X PVENAT-4242-DNAT");
     expect(liveOwnerChains(after).owners.has(4242)).toBe(false);
     expect(liveOwnerChains(after).names).toEqual(liveOwnerChains(first).names);
+  });
+
+  it("keeps no line of an older plan alive through the live state it was checked against", async () => {
+    // The applier keeps its last read of the tables while plans come and go: what the memo
+    // learned about that read (these live lines equal those planned ones) must not keep the
+    // planned lines of a plan the node no longer has (issue 10: ≈ 3 MB at 1000 guests).
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const memo = createRenderMemo();
+    const name = "PVENAT-107-DNAT";
+    // The live state as iptables-save reads back: the same lines, in arrays of its own.
+    const live: LiveState = {
+      ...emptyLive(),
+      chains: new Map(
+        [...plannedChains(makePlan([{ vmid: 107, port: 822 }])).entries()].map(([n, l]) => [
+          n,
+          [...l],
+        ]),
+      ),
+    };
+    // Made in functions of their own: an async function's locals outlive their block.
+    const older = ((plan: NatPlan) => {
+      expect(diffLive(plan, live, memo).owners).toEqual([]);
+      return new WeakRef(plannedChains(plan, memo).get(name) as string[]);
+    })(makePlan([{ vmid: 107, port: 822 }]));
+    ((plan: NatPlan) => {
+      expect(diffLive(plan, live, memo).owners).toEqual([107]);
+    })(makePlan([{ vmid: 107, port: 823 }]));
+    // A WeakRef keeps its target until the job that made it ends.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    expect(older.deref()).toBeUndefined();
+    expect(live.chains.get(name)?.length).toBeGreaterThan(0);
+    // And what it knows still answers: the read still matches a plan like the first.
+    expect(diffLive(makePlan([{ vmid: 107, port: 822 }]), live, memo).owners).toEqual([]);
   });
 });

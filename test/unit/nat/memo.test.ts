@@ -2,6 +2,7 @@
 // files, run states, new and removed guests, cluster.fw, host.fw, config, public address, host
 // ports, rejected lines), and after every edit the whole plan is compared.
 import { describe, expect, it } from "vitest";
+import { createRenderMemo, plannedChains } from "../../../src/iptables/render.js";
 import type { NatPlan } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
 import type { Candidate } from "../../../src/nat/types.js";
@@ -118,6 +119,44 @@ describe("compile with a memo", () => {
     expect(b1.dnat).not.toBe(b0.dnat); // expanded again: its note depends on the run state
     expect(plan.diagnostics.some((d) => d.message.startsWith("NAT forward pending"))).toBe(true);
     expect(plan.forwards.find((f) => f.vmid === 100)?.state).toBe("active");
+  });
+
+  it("a guest that stops and starts again gets back the same chains, and its lines are not rendered again", () => {
+    const node = randomNode(prng(3), 0);
+    node.cluster = null;
+    node.host = null;
+    node.publicAddress = "203.0.113.10";
+    node.guests.set(100, {
+      conf: "hostname: a\nnet0: name=eth0,bridge=vmbr1,ip=10.10.0.2/16\n",
+      fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2222\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
+      state: "running",
+    });
+    const build = inputBuilder();
+    const memo = createCompileMemo();
+    const render = createRenderMemo();
+    const up = compile(build(node), memo);
+    const chains = up.chains.find((c) => c.owner === 100);
+    const lines = plannedChains(up, render).get("PVENAT-100-DNAT");
+    expect(lines).toHaveLength(2);
+    (node.guests.get(100) as { state: string }).state = "stopped";
+    const down = compile(build(node), memo);
+    expect(down.chains.some((c) => c.owner === 100)).toBe(false);
+    expect(plannedChains(down, render).has("PVENAT-100-DNAT")).toBe(false);
+    (node.guests.get(100) as { state: string }).state = "running";
+    const input = build(node);
+    const again = compile(input, memo);
+    expect(again).toStrictEqual(compile(input));
+    expect(again.chains.find((c) => c.owner === 100)).toBe(chains);
+    expect(plannedChains(again, render).get("PVENAT-100-DNAT")).toBe(lines);
+    // Another forward index (a guest before it gained a forward) makes other chains.
+    node.guests.set(99, {
+      conf: "hostname: z\nnet0: name=eth0,bridge=vmbr1,ip=10.10.0.3/16\n",
+      fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2299\n",
+      state: "running",
+    });
+    const moved = compile(build(node), memo);
+    expect(moved).toStrictEqual(compile(build(node)));
+    expect(moved.chains.find((c) => c.owner === 100)).not.toBe(chains);
   });
 
   it("handles 1000 guests × 10 forwards and still equals compile()", () => {
