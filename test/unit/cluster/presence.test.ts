@@ -3,8 +3,6 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { clusterJson, clusterText } from "../../../src/cli/status.js";
 import { attachedGuests, readClusterView, writePresence } from "../../../src/cluster/files.js";
@@ -22,6 +20,7 @@ import {
 import { contextFrom } from "../../../src/context.js";
 import { createPresencePublisher } from "../../../src/daemon/presence.js";
 import { fakeClock, makePlan, settle, silent } from "../../helpers/fixtures.js";
+import { gcAfterJob } from "../../helpers/gc.js";
 
 // pve-cluster src/pmxcfs/status.c cfs_create_memberlist_msg, as /etc/pve/.members shows it.
 const MEMBERS = `{
@@ -207,8 +206,6 @@ describe("the daemon's publisher", () => {
   it("keeps no plan alive once a newer one came, while a write waits", async () => {
     // The summary cache held the last summarised plan: while a write waited out the interval
     // the daemon's newer plans lived beside it (at 1000 guests ≈ 1.2 MB, issue 10).
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
     const { clock, writes, pub } = setup();
     await pub.start(makePlan([{ vmid: 107, port: 822 }]));
     // Made in a function of its own: an async function's locals outlive their block.
@@ -218,9 +215,7 @@ describe("the daemon's publisher", () => {
     })(makePlan([{ vmid: 107, port: 823 }]));
     clock.advance(1000);
     pub.update(makePlan([{ vmid: 107, port: 824 }]));
-    // A WeakRef keeps its target until the job that made it ends.
-    await new Promise((r) => setImmediate(r));
-    gc();
+    await gcAfterJob();
     expect(summarised.deref()).toBeUndefined();
     clock.advance(9000);
     await settle();

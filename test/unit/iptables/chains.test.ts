@@ -1,5 +1,3 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import {
   ENTRY_CHAINS,
@@ -9,6 +7,7 @@ import {
   parseOwnerChain,
 } from "../../../src/iptables/chains.js";
 import type { Owner } from "../../../src/model.js";
+import { gc } from "../../helpers/gc.js";
 
 describe("chain names", () => {
   it.each([
@@ -50,8 +49,6 @@ describe("the chain-name cache", () => {
     // A name read from iptables-save is a slice of the whole text; a cache key holding it kept
     // that text alive for the daemon's life (issue 10). Measured with a forced GC: 32 MB of text,
     // which must go once nothing but the cache has seen it.
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
     const heap = () => {
       gc();
       return process.memoryUsage().heapUsed;

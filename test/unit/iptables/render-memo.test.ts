@@ -2,8 +2,6 @@
 // without one: plans from random node edits or none (compiled with a memo, so unchanged owners
 // keep their objects), live states that follow the payloads (renderSync's `after`, as the
 // applier keeps it) with random drift, random owner sets.
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import {
   createRenderMemo,
@@ -16,6 +14,7 @@ import { emptyLive, type LiveState } from "../../../src/iptables/save.js";
 import type { NatPlan, Owner } from "../../../src/model.js";
 import { compile, createCompileMemo } from "../../../src/nat/compile.js";
 import { makePlan } from "../../helpers/fixtures.js";
+import { gcAfterJob } from "../../helpers/gc.js";
 import { inputBuilder, prng, randomEdit, randomNode } from "../../helpers/nodegen.js";
 
 /** Some drift someone else caused: a flushed or deleted chain, a stray line, a lost jump. */
@@ -133,8 +132,6 @@ describe("render with a memo", () => {
     // The applier keeps its last read of the tables while plans come and go: what the memo
     // learned about that read (these live lines equal those planned ones) must not keep the
     // planned lines of a plan the node no longer has (issue 10: ≈ 3 MB at 1000 guests).
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
     const memo = createRenderMemo();
     const name = "PVENAT-107-DNAT";
     // The live state as iptables-save reads back: the same lines, in arrays of its own.
@@ -155,9 +152,7 @@ describe("render with a memo", () => {
     ((plan: NatPlan) => {
       expect(diffLive(plan, live, memo).owners).toEqual([107]);
     })(makePlan([{ vmid: 107, port: 823 }]));
-    // A WeakRef keeps its target until the job that made it ends.
-    await new Promise((r) => setImmediate(r));
-    gc();
+    await gcAfterJob();
     expect(older.deref()).toBeUndefined();
     expect(live.chains.get(name)?.length).toBeGreaterThan(0);
     // And what it knows still answers: the read still matches a plan like the first.

@@ -12,6 +12,15 @@ const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
 /** Conflicts seen per seed: the generator must make some, or the comparison proves little. */
 const conflictsSeen: number[] = [];
 
+/** A node without guests, cluster.fw or host.fw, with a public address: tests add the guests. */
+function bareNode(seed: number): ReturnType<typeof randomNode> {
+  const node = randomNode(prng(seed), 0);
+  node.cluster = null;
+  node.host = null;
+  node.publicAddress = "203.0.113.10";
+  return node;
+}
+
 describe("compile with a memo", () => {
   it.each(SEEDS)("equals compile() without one after every random edit (seed %i)", (seed) => {
     const r = prng(seed);
@@ -86,10 +95,7 @@ describe("compile with a memo", () => {
   });
 
   it("a guest that only starts or stops keeps its expansion; a pending forward's guest does not", () => {
-    const node = randomNode(prng(3), 0);
-    node.cluster = null;
-    node.host = null;
-    node.publicAddress = "203.0.113.10";
+    const node = bareNode(3);
     node.guests.set(100, {
       conf: "hostname: a\nnet0: name=eth0,bridge=vmbr1,ip=10.10.0.2/16\n",
       fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2222\n",
@@ -122,10 +128,7 @@ describe("compile with a memo", () => {
   });
 
   it("a guest that stops and starts again gets back the same chains, and its lines are not rendered again", () => {
-    const node = randomNode(prng(3), 0);
-    node.cluster = null;
-    node.host = null;
-    node.publicAddress = "203.0.113.10";
+    const node = bareNode(3);
     node.guests.set(100, {
       conf: "hostname: a\nnet0: name=eth0,bridge=vmbr1,ip=10.10.0.2/16\n",
       fw: "[RULES]\nIN ACCEPT -p tcp -dport 22 # NAT:2222\nIN ACCEPT -p tcp -dport 80 # NAT:8080\n",
@@ -160,10 +163,7 @@ describe("compile with a memo", () => {
   });
 
   it("handles 1000 guests × 10 forwards and still equals compile()", () => {
-    const node = randomNode(prng(1), 0);
-    node.cluster = null;
-    node.host = null;
-    node.publicAddress = "203.0.113.10";
+    const node = bareNode(1);
     for (let i = 0; i < 1000; i++) {
       const vmid = 1000 + i;
       const rules = Array.from(
