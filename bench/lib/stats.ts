@@ -45,3 +45,9 @@ export function summarize(samples: readonly number[]): Summary {
     max: r1(samples.length ? Math.max(...samples) : Number.NaN),
   };
 }
+
+/** Whether item `i` of `total` is one of `picked` spread evenly over them (the last item is
+ *  always one when picked > 0): the bench's hook events among its apply events. */
+export function evenlySpaced(i: number, picked: number, total: number): boolean {
+  return Math.floor(((i + 1) * picked) / total) > Math.floor((i * picked) / total);
+}
