@@ -340,7 +340,7 @@ async function orchestrate(a: Args): Promise<void> {
       pmxcfs_store: !a.noStore,
       notes: [
         "apply_ms: the daemon's own `ms` of each `applied` event (cycle start → restore done); apply_outside_ms: bus request → reply, measured outside",
-        "floor_ms: `iptables-restore --noflush` of exactly the daemon's one-guest payload, spawned from the same namespace, interleaved with the events",
+        "floor_ms: `iptables-restore --noflush` of exactly the daemon's one-guest payload, spawned from the same namespace, one per event, interleaved with the events; a hook event's floor runs while a `pve-nat hook` process waits for its answer from a stand-in bus (where the daemon's apply of that event runs), a bus event's beside no process started; by_source_ms splits apply and floor by sender",
         "hook_ms, node_e0_ms, bin_true_ms: spawn → exit, interleaved; NODE_EXTRA_CA_CERTS removed from their environment",
         "seed_equivalent_ms: flush nat + one `iptables -t nat -A` process per rule; at 1000 guests estimated from the first and last 500 appends (linear growth)",
         "reconcile_ms: daemon spawn → its 'reconciled' log line (all chains live), from empty tables; the median of runs.reconciles daemon starts (each in reconcile_samples_ms; the last is the daemon measured afterwards); reconcile_daemon_ms: the daemon's own figure, median likewise",

@@ -92,3 +92,37 @@ export function busClient(socket: string): BusClient {
     },
   };
 }
+
+/** A stand-in for the daemon's bus that holds each request until the bench answers it. A hook
+ *  process sent to it waits for its answer as a hook waits while the daemon applies; the bench
+ *  times a bare restore in that wait (the floor of a hook event, in bench/lib/inner.ts). */
+export interface HoldingBus {
+  /** The next request's answer function, once a request is in; null after timeoutMs. */
+  next(timeoutMs: number): Promise<((message: string) => Promise<void>) | null>;
+  close(): void;
+}
+
+export async function holdingBus(socket: string): Promise<HoldingBus> {
+  const router = new zmq.Router({ linger: 0 });
+  await router.bind(`ipc://${socket}`);
+  return {
+    async next(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<null>((res) => {
+        timer = setTimeout(() => res(null), timeoutMs);
+      });
+      // Our hooks send [identity, "", body] (server.ts): the answer keeps the envelope.
+      const frames = await Promise.race([router.receive(), timeout]);
+      clearTimeout(timer);
+      if (frames === null) return null;
+      const envelope = frames.slice(0, -1);
+      return async (message) => {
+        const reply: Reply = { v: 1, ok: true, message };
+        await router.send([...envelope, Buffer.from(serialize(reply))]);
+      };
+    },
+    close() {
+      router.close();
+    },
+  };
+}

@@ -16,6 +16,11 @@ export interface Figures {
   apply_ms: { p50: number; p99: number; n: number; missing: number; budget_hit: boolean };
   apply_outside_ms: { p50: number; p99: number; n: number };
   floor_ms: { p50: number; p99: number; n: number };
+  /** apply_ms and floor_ms of the events a hook process sent and of those the bench sent. */
+  by_source_ms: Record<
+    "hook" | "bus",
+    { apply_p50: number; floor_p50: number; apply_over_floor_p50: number; n: number }
+  >;
   apply_over_floor: { p50: number; p99: number };
   daemon_cycle_split_p50_ms: CountResult["cycle_split"];
   seed_equivalent_ms: {
@@ -72,6 +77,15 @@ export interface Target {
   met: boolean;
 }
 
+function sourceSplit(s: CountResult["by_source"]["hook"]): Figures["by_source_ms"]["hook"] {
+  return {
+    apply_p50: s.apply.p50,
+    floor_p50: s.floor.p50,
+    apply_over_floor_p50: r2(s.apply.p50 / s.floor.p50),
+    n: s.apply.n,
+  };
+}
+
 export function figures(c: CountResult): Figures {
   const ratio = (a: number, b: number) => r2(a / b);
   return {
@@ -91,6 +105,10 @@ export function figures(c: CountResult): Figures {
     },
     apply_outside_ms: { p50: c.apply_outside.p50, p99: c.apply_outside.p99, n: c.apply_outside.n },
     floor_ms: { p50: c.floor.p50, p99: c.floor.p99, n: c.floor.n },
+    by_source_ms: {
+      hook: sourceSplit(c.by_source.hook),
+      bus: sourceSplit(c.by_source.bus),
+    },
     apply_over_floor: {
       p50: ratio(c.apply.p50, c.floor.p50),
       p99: ratio(c.apply.p99, c.floor.p99),
@@ -388,6 +406,17 @@ export function renderTables(reports: readonly BackendReport[]): string {
       (r) =>
         `${r.backend}: apply p50 growth ${r.growth?.from}→${r.growth?.to} guests ${r.growth?.apply_p50}×, floor's own growth ${r.growth?.floor_p50}×`,
     );
+  const bySource = reports.flatMap((r) =>
+    Object.values(r.counts).flatMap((f) => {
+      const { hook, bus } = f.by_source_ms;
+      if (hook.n + bus.n === 0) return [];
+      const side = (s: typeof hook) =>
+        `${s.apply_p50} / ${s.floor_p50} (${s.apply_over_floor_p50}×, ${s.n})`;
+      return [
+        `${r.backend} ${f.guests} guests, apply / floor p50 by sender: hook ${side(hook)}, bus ${side(bus)}`,
+      ];
+    }),
+  );
   // The extra idle windows' lines share their figures: reconcile, idle CPU, file calls, RSS.
   const windowFigures = (w: { reconcile_ms: number; idle: Figures["idle"] }) => {
     const fs = w.idle.fs ? `${w.idle.fs.stat_open_per_s} stat+open/s under /etc/pve` : "-";
@@ -419,6 +448,7 @@ export function renderTables(reports: readonly BackendReport[]): string {
     t2,
     "",
     ...growth,
+    ...bySource,
     ...learned,
     ...qemu,
   ].join("\n");
