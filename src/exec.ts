@@ -19,6 +19,7 @@ import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import os from "node:os";
 import { getSystemErrorName } from "node:util";
+import { type Input, inputText } from "./input.js";
 import type { Native } from "./native/addon.js";
 
 export interface RunResult {
@@ -32,7 +33,7 @@ export interface RunResult {
 }
 
 export interface RunOptions {
-  input?: string;
+  input?: Input;
   timeoutMs?: number;
   /** The command's last output: the same bytes again give the same string back, not decoded
    *  anew. For a large output read on a timer that rarely changes (the drift check's table
@@ -139,7 +140,7 @@ export async function run(
     if (opts.input !== undefined && child.stdin) {
       // A command that exits without reading its input closes the pipe: not our failure.
       child.stdin.on("error", () => {});
-      child.stdin.end(opts.input);
+      child.stdin.end(inputText(opts.input));
     }
   });
 }

@@ -311,9 +311,10 @@ export function createApplier(deps: ApplierDeps): Applier {
     const sync = renderSync(request, memo);
     const tRendered = clock.now();
     let tRestored = tRendered;
-    if (sync.payload !== "") {
-      log.trace({ payload: sync.payload }, "restore payload");
-      await runner.restore(sync.payload);
+    if (sync.lines.length > 0) {
+      // The payload is joined only for the trace line: the runner takes its lines.
+      if (log.isLevelEnabled("trace")) log.trace({ payload: sync.payload }, "restore payload");
+      await runner.restore(sync.lines);
       tRestored = clock.now();
       live = sync.after;
     }
@@ -349,7 +350,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       );
     const guests = new Set(rendered.filter((o) => o !== "NODE"));
     const admission = deps.admission;
-    if (admission && guests.size > 0 && sync.payload !== "") {
+    if (admission && guests.size > 0 && sync.lines.length > 0) {
       // Whether the guest firewall admits the rewritten forwards is for their events, not for
       // the caller: a pre-start hook's ack means the rules are live and need not wait for a
       // read of the filter table (≈ 10–15 ms at 1000 guests, more with pve-firewall's rules).
@@ -372,7 +373,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       rendered,
       entry: request.entry,
       full,
-      restored: sync.payload !== "",
+      restored: sync.lines.length > 0,
       ms,
     };
   }

@@ -1,3 +1,4 @@
+import { inputText } from "../input.js";
 import type { NatPlan, NatRule, Owner, OwnerChains } from "../model.js";
 import {
   compareOwners,
@@ -488,8 +489,11 @@ function entriesDiffer(memo: RenderMemo, entries: Map<string, string[]>, live: L
 }
 
 export interface Sync {
-  /** One atomic `iptables-restore --noflush` payload; "" when nothing needs to change. */
-  payload: string;
+  /** One atomic `iptables-restore --noflush` payload, as lines (each to be followed by "\n");
+   *  none when nothing needs to change. The daemon hands these to the runner as they are. */
+  lines: readonly string[];
+  /** The same payload as one text ("" when nothing needs to change), joined when read. */
+  readonly payload: string;
   /** The owned state the kernel holds once the payload is applied (built from what was
    *  rendered, not parsed back from the text). */
   after: LiveState;
@@ -533,7 +537,7 @@ export function renderSync(req: RestoreRequest, memo: RenderMemo = createRenderM
 
   // Nothing to write: the state stays the one given (a cycle that rewrites nothing keeps it,
   // and with it what the memo knows of it).
-  if (!natEntry && declared.length === 0 && !rawEntry) return { payload: "", after: live };
+  if (!natEntry && declared.length === 0 && !rawEntry) return syncOf([], live);
 
   const out: string[] = [];
   const chains = new Map(live.chains);
@@ -580,7 +584,17 @@ export function renderSync(req: RestoreRequest, memo: RenderMemo = createRenderM
     memo.matched = { planned, live: after };
     liveIndex.set(after, plannedIndex(planned));
   }
-  return { payload: `${out.join("\n")}\n`, after };
+  return syncOf(out, after);
+}
+
+function syncOf(lines: readonly string[], after: LiveState): Sync {
+  return {
+    lines,
+    get payload() {
+      return inputText(lines);
+    },
+    after,
+  };
 }
 
 /** renderSync's payload alone. */

@@ -6,6 +6,7 @@ import { realpathSync } from "node:fs";
 import path from "node:path";
 import { CommandError } from "../errors.js";
 import { createOutputMemo, run as exec, type OutputMemo } from "../exec.js";
+import type { Input } from "../input.js";
 import type { Config } from "../model.js";
 import { specToSave } from "./save.js";
 
@@ -15,7 +16,8 @@ export interface Runner {
   backend: Backend;
   /** Why auto mode picked the backend Debian's alternatives do not select; else undefined. */
   warning?: string | undefined;
-  restore(payload: string): Promise<void>;
+  /** One `iptables-restore --noflush` of payload (a text, or its lines as rendered). */
+  restore(payload: Input): Promise<void>;
   /** The table as `iptables-save -t <table> [-c]` prints it. */
   save(table: "nat" | "raw", counters?: boolean): Promise<string>;
 }
@@ -25,12 +27,7 @@ const LOCK_WAIT_S = "10";
 /** A hung iptables must not hang the daemon's queue forever. */
 const TIMEOUT_MS = 60_000;
 
-async function run(
-  cmd: string,
-  args: string[],
-  input?: string,
-  memo?: OutputMemo,
-): Promise<string> {
+async function run(cmd: string, args: string[], input?: Input, memo?: OutputMemo): Promise<string> {
   const r = await exec(cmd, args, {
     timeoutMs: TIMEOUT_MS,
     ...(input === undefined ? {} : { input }),

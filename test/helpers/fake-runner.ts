@@ -1,5 +1,6 @@
 // A Runner that records restore payloads instead of running iptables (unit tests).
 import { CommandError } from "../../src/errors.js";
+import { inputText } from "../../src/input.js";
 import type { Runner } from "../../src/iptables/runner.js";
 
 export interface FakeRunner extends Runner {
@@ -19,7 +20,7 @@ export function fakeRunner(initialSave?: { nat?: string; raw?: string }): FakeRu
     saved: { nat: initialSave?.nat ?? "", raw: initialSave?.raw ?? "" },
     failNext: null,
     async restore(payload) {
-      runner.payloads.push(payload);
+      runner.payloads.push(inputText(payload));
       const err = runner.failNext;
       if (err) {
         runner.failNext = null;

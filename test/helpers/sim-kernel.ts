@@ -2,6 +2,7 @@
 // --noflush` payloads (declare/flush, -A, -I, -D, -X, COMMIT) atomically per call, checks jump
 // targets and deletions the way the kernel would refuse them, and prints `iptables-save` text.
 import { CommandError } from "../../src/errors.js";
+import { inputText } from "../../src/input.js";
 import type { Runner } from "../../src/iptables/runner.js";
 
 type Table = "nat" | "raw";
@@ -144,7 +145,8 @@ export function simKernel(initial: { nat?: string; raw?: string } = {}): SimKern
     inFlight: 0,
     maxInFlight: 0,
     counters: new Map(),
-    async restore(payload) {
+    async restore(input) {
+      const payload = inputText(input);
       k.payloads.push(payload);
       k.inFlight++;
       k.maxInFlight = Math.max(k.maxInFlight, k.inFlight);

@@ -62,6 +62,16 @@ describe("run with the native spawn", () => {
     expect(addon).toEqual(node);
   });
 
+  it("input as lines (a restore payload as rendered): each line and its newline, both ways", async () => {
+    const lines = ["*nat", ":PVENAT-101-DNAT - [0:0]", "-A PVENAT-101-DNAT -p tcp é", "COMMIT"];
+    const [node, addon] = await both("cat", [], { input: lines });
+    expect(node.stdout).toBe(`${lines.join("\n")}\n`);
+    expect(addon).toEqual(node);
+    const [none, noneAddon] = await both("wc", ["-c"], { input: [] });
+    expect(none.stdout.trim()).toBe("0");
+    expect(noneAddon).toEqual(none);
+  });
+
   it("a non-zero exit with stderr", async () => {
     const [node, addon] = await both("sh", [
       "-c",

@@ -62,6 +62,21 @@ describe("native spawn", () => {
     expect((await fx.native.spawn("wc", ["-c"], "", 5000, MB)).stdout.toString().trim()).toBe("0");
   });
 
+  it("sends an array of strings as lines, each followed by a newline, none joined in JS", async () => {
+    // A restore payload as the renderer makes it: 24 000 lines at 1000 guests.
+    const lines = Array.from(
+      { length: 24_000 },
+      (_, i) => `-A PVENAT-${i}-DNAT é ${"x".repeat(i % 300)}`,
+    );
+    const r = await fx.native.spawn("cat", [], lines, 10_000, 100 * MB);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString("utf8")).toBe(`${lines.join("\n")}\n`);
+    expect((await fx.native.spawn("cat", [], ["", "", "a"], 5000, MB)).stdout.toString()).toBe(
+      "\n\na\n",
+    );
+    expect((await fx.native.spawn("wc", ["-c"], [], 5000, MB)).stdout.toString().trim()).toBe("0");
+  });
+
   it("without input, stdin is /dev/null", async () => {
     const r = await sh("readlink /proc/self/fd/0; cat");
     expect(r.stdout.toString()).toBe("/dev/null\n");
@@ -232,6 +247,8 @@ describe("native spawn", () => {
     expect(() => spawn("true", [1], null, 1, 1)).toThrow(/args/);
     expect(() => spawn("true", ["a\0b"], null, 1, 1)).toThrow(/NUL/);
     expect(() => spawn("true", [], 5, 1, 1)).toThrow(/input/);
+    expect(() => spawn("true", [], ["a", 1], 1, 1)).toThrow(/input/);
+    expect(() => spawn("true", [], {}, 1, 1)).toThrow(/input/);
     expect(() => spawn("true", [], null, -1, 1)).toThrow(/timeoutMs/);
     expect(() => spawn("true", [], null, 1, Number.NaN)).toThrow(/maxOutputBytes/);
   });
