@@ -200,8 +200,9 @@ export interface CountResult {
   apply_outside: Summary;
   floor: Summary;
   /** apply and floor again, split by what sent the event: a hook process, started just before
-   *  and waiting for its answer while the daemon applies, or the bench's own bus connection. The
-   *  floor restore of an event runs in the same iteration, beside neither. */
+   *  and waiting for its answer while the daemon applies, or the bench's own bus connection. A
+   *  hook event's floor runs beside a hook waiting likewise (floorBesideHook), a bus event's
+   *  beside no process started. */
   by_source: { hook: { apply: Summary; floor: Summary }; bus: { apply: Summary; floor: Summary } };
   apply_budget_hit: boolean;
   /** The daemon's own split of one-guest cycles (debug log), p50 ms. */
