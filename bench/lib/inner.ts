@@ -402,6 +402,7 @@ async function applyAndFloor(
       const viaHook = i < 0 || evenlySpaced(i, o.runs.hooks, total);
       // Alternate the order so neither side always runs right after the other's work.
       const floorFirst = i % 2 === 0;
+      const bySender = bySource[viaHook ? "hook" : "bus"];
       const doFloor = async () => {
         const r = viaHook
           ? await floorBesideHook(o, standIn, vmid, restore, payload)
@@ -409,7 +410,7 @@ async function applyAndFloor(
         if (r.code !== 0) throw new Error(`floor restore failed: ${r.stderr}`);
         if (record) {
           floor.push(r.ms);
-          bySource[viaHook ? "hook" : "bus"].floor.push(r.ms);
+          bySender.floor.push(r.ms);
         }
       };
       if (floorFirst) await doFloor();
@@ -431,7 +432,7 @@ async function applyAndFloor(
       if (record) {
         if (ev) {
           apply.push(ev.e.ms);
-          bySource[viaHook ? "hook" : "bus"].apply.push(ev.e.ms);
+          bySender.apply.push(ev.e.ms);
         } else missing++;
         if (missing >= 5 && apply.length === 0) {
           progress("no `applied` event for pre-start of a live guest: apply loop abandoned");

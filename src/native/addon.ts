@@ -97,14 +97,15 @@ export interface Native {
    *  those legacy tables read the same. null when the kernel does not say. */
   tablesToken(backend: "nft" | "legacy", tables?: readonly string[]): string | null;
   /** spawn.c: runs `file` (looked up in PATH) with `args`, `input` on its stdin (null: stdin is
-   *  /dev/null; a string goes as UTF-8, an array of strings as lines), on a thread of its own; resolves when it has exited
-   *  and both outputs are read. Why: libuv starts children with fork(), whose cost grows with
-   *  the parent's page tables (spawn→exit of /bin/true 1.6 ms at 50 MB RSS, 13.9 ms at
-   *  402 MB, on the main thread); glibc's posix_spawn (clone with CLONE_VM|CLONE_VFORK) costs
-   *  the same at any size. At the deadline SIGTERM, SIGKILL 2 s later (`timedOut`); more than
-   *  `maxOutputBytes` on one stream: SIGKILL (`tooMuch`). `code` is the exit status, `signal`
-   *  the number of the signal that ended it (else null); `error` is the errno of a start that
-   *  failed (ENOENT, EACCES, ...), else 0. src/exec.ts `run` maps this to its RunResult. */
+   *  /dev/null; a string goes as UTF-8, an array of strings as lines), on a thread of its own;
+   *  resolves when it has exited and both outputs are read. Why: libuv starts children with
+   *  fork(), whose cost grows with the parent's page tables (spawn→exit of /bin/true 1.6 ms at
+   *  50 MB RSS, 13.9 ms at 402 MB, on the main thread); glibc's posix_spawn (clone with
+   *  CLONE_VM|CLONE_VFORK) costs the same at any size. At the deadline SIGTERM, SIGKILL 2 s later
+   *  (`timedOut`); more than `maxOutputBytes` on one stream: SIGKILL (`tooMuch`). `code` is the
+   *  exit status, `signal` the number of the signal that ended it (else null); `error` is the
+   *  errno of a start that failed (ENOENT, EACCES, ...), else 0. src/exec.ts `run` maps this to
+   *  its RunResult. */
   spawn(
     file: string,
     args: readonly string[],
